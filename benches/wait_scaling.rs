@@ -1,0 +1,2 @@
+//! Placeholder: the wait_scaling benchmark is being written (see the issues).
+fn main() {}

@@ -1,0 +1,40 @@
+//! # connlab: what is a connection?
+//!
+//! Between `pool.acquire()` and the wire there is an integer, a kernel file,
+//! a socket, a TCP state machine, a 4-tuple, readiness events, the
+//! PostgreSQL wire protocol and a pool slot. connlab builds each of them by
+//! hand on Linux, runs them for real on loopback, and lets you watch
+//! (`CONNLAB_TRACE=1` narrates every syscall and protocol message).
+//!
+//! # Layout
+//!
+//! Each layer imports only the layers above it in this list (arrows point
+//! down the stack), and each is usable on its own:
+//!
+//! | module | what it shows | kernel calls / messages it owns |
+//! |---|---|---|
+//! | [`sys`] | the visible kernel boundary; errors that name the call and errno | `socket`, `connect`, `accept4`, `fcntl`, `eventfd`, `getsockopt`, `setrlimit` |
+//! | [`poller`] | one readiness contract, three backends side by side | `select`, `poll`, `epoll_create1`/`epoll_ctl`/`epoll_wait` |
+//! | [`reactor`] | the event loop: tokens, timers, a waker, a tiny executor | the wait timeout, `eventfd` |
+//! | [`net`] | non-blocking TCP and Unix sockets on the reactor | `EINPROGRESS`, `SO_ERROR`, accept draining, `EAGAIN` |
+//! | [`inspect`] | from fd 7 to `/proc`, the inode, the 4-tuple, TCP state, `TCP_INFO` | `/proc/self/fd`, `/proc/net/tcp` |
+//! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
+//! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
+//! | [`trace`] | the narrator switch | (it watches the others) |
+//!
+//! # Reading order
+//!
+//! From the click down to the kernel and back: [`pool`] → [`pg`] → [`net`]
+//! → [`reactor`] → [`poller`] → [`sys`], with [`inspect`] as the microscope
+//! at every step. `docs/README.md` walks the same path with measurements.
+
+#![deny(missing_docs)]
+
+pub mod inspect;
+pub mod net;
+pub mod pg;
+pub mod poller;
+pub mod pool;
+pub mod reactor;
+pub mod sys;
+pub mod trace;

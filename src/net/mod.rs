@@ -1,0 +1,1 @@
+//! `net`: non-blocking TCP and Unix sockets on the reactor (filled in by the net work).

@@ -1,0 +1,1 @@
+//! `pg`: a minimal PostgreSQL client (filled in by the pg work).

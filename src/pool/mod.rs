@@ -1,0 +1,1 @@
+//! `pool`: the connection pool (filled in by the pool work).

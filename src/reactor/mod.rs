@@ -1,0 +1,1 @@
+//! `reactor`: the event loop (filled in by the reactor work).
