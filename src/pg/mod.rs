@@ -1,1 +1,14 @@
-//! `pg`: a minimal PostgreSQL client (filled in by the pg work).
+//! `pg`: a minimal but real PostgreSQL client, in three layers.
+//!
+//! - [`protocol`]: the wire protocol with no I/O (bytes in, messages out).
+//! - [`auth`]: cleartext, MD5 and SCRAM-SHA-256 (RFC 5802/7677).
+//! - [`Connection`](connection): the protocol run over a `net` stream on the reactor.
+//!
+//! Plus [`config`] (URLs and `PG*` variables) and [`cluster`] (a throwaway
+//! local server for tests and examples).
+
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod protocol;

@@ -1,0 +1,1 @@
+//! `pg::auth` (being written: see the PostgreSQL client issue).

@@ -1,0 +1,1 @@
+//! `pg::cluster` (being written: see the PostgreSQL client issue).

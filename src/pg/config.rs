@@ -1,0 +1,1 @@
+//! `pg::config` (being written: see the PostgreSQL client issue).

@@ -1,0 +1,1 @@
+//! `pg::connection` (being written: see the PostgreSQL client issue).

@@ -1,0 +1,1 @@
+//! `pg::protocol` (being written: see the PostgreSQL client issue).
