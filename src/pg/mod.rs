@@ -12,3 +12,5 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod protocol;
+
+pub use cluster::Cluster;
