@@ -1,0 +1,43 @@
+//! An echo server on tokio's current-thread runtime: one task per
+//! connection, `read` then `write_all`, the shape of tokio's own echo
+//! example. Single-threaded like connlab's reactor, so the comparison is
+//! one event loop against another.
+//!
+//! Run by `echo_bench`; on its own:
+//! `cargo run --release -p connlab-peers --bin echo_tokio` prints
+//! `LISTENING 127.0.0.1:<port>` and echoes until killed.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Per-connection read buffer; a 64-byte echo never needs more.
+const READ_BUF: usize = 4096;
+
+fn main() -> io::Result<()> {
+    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(addr).await?;
+        connlab_peers::announce(listener.local_addr()?);
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let mut buf = [0u8; READ_BUF];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
