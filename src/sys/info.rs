@@ -24,10 +24,20 @@ use super::cvt;
 
 /// `SO_DOMAIN` from `asm-generic/socket.h` (Linux 2.6.32+). Declared here
 /// because libc 0.2 exports it for Android and not for Linux.
-#[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc", target_arch = "sparc64")))]
+#[cfg(not(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+)))]
 pub const SO_DOMAIN: libc::c_int = 39;
 /// `SO_DOMAIN` on mips and sparc, which number their socket options apart.
-#[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc", target_arch = "sparc64"))]
+#[cfg(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+))]
 pub const SO_DOMAIN: libc::c_int = 0x1029;
 
 /// `SIOCINQ` from `linux/sockios.h`: bytes in the receive queue. It is the
@@ -100,7 +110,15 @@ fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, what: &str) 
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value is a writable int and len says so; the kernel writes at
     // most len bytes and updates len.
-    let ret = unsafe { libc::getsockopt(fd, level, name, &mut value as *mut libc::c_int as *mut libc::c_void, &mut len) };
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
     cvt(ret, "getsockopt", format_args!("fd {fd}, {what}"))?;
     Ok(value)
 }
@@ -331,10 +349,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
         )
     };
     cvt(ret, "getsockopt", format_args!("fd {fd}, IPPROTO_TCP, TCP_INFO"))?;
-    Ok(TcpInfo {
-        raw,
-        len: len as usize,
-    })
+    Ok(TcpInfo { raw, len: len as usize })
 }
 
 #[cfg(test)]
