@@ -1,1 +1,0 @@
-//! `pg::auth` (being written: see the PostgreSQL client issue).

@@ -1,1 +1,0 @@
-//! `pg::protocol` (being written: see the PostgreSQL client issue).
