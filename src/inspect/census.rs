@@ -166,7 +166,10 @@ pub fn ports_in_use_toward(dest: SocketAddr) -> io::Result<usize> {
 /// connection leaves its port in TIME_WAIT for [`TIME_WAIT_SECS`], so at
 /// `rate` new connections per second the steady state holds
 /// `rate x 60` ports toward that destination. If that exceeds the range,
-/// `connect` starts failing with `EADDRNOTAVAIL` once the range is used up.
+/// `connect` starts failing with `EADDRNOTAVAIL` once the range is used up,
+/// unless `net.ipv4.tcp_tw_reuse` lets it recycle a TIME_WAIT port (a
+/// mitigation with its own caveats; reuse of the connection avoids the
+/// problem instead).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PortBudget {
     /// New connections per second.
@@ -204,10 +207,7 @@ impl fmt::Display for PortBudget {
             self.rate, self.steady_time_wait, self.ports
         )?;
         match self.exhausted_after_secs {
-            Some(secs) => write!(
-                f,
-                "exhausted after {secs:.1} s, then connect() fails with EADDRNOTAVAIL"
-            ),
+            Some(secs) => write!(f, "range used up after {secs:.1} s"),
             None => write!(
                 f,
                 "fits ({:.0}% of the range)",
