@@ -54,11 +54,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WARMUP: Duration = Duration::from_millis(300);
 
 /// The contestants: (label, binary). connlab's is first so the ratios read
-/// "connlab / peer".
-const SERVERS: [(&str, &str); 3] = [
-    ("connlab (epoll)", "echo_connlab"),
+/// "connlab / peer". The last is a control, not a contestant: mio's server
+/// rewritten on connlab's poller, no reactor (see `echo_connlab_poller.rs`).
+const SERVERS: [(&str, &str); 4] = [
+    ("connlab (reactor, epoll)", "echo_connlab"),
     ("mio", "echo_mio"),
     ("tokio (current-thread)", "echo_tokio"),
+    ("control: connlab poller, no reactor", "echo_connlab_poller"),
 ];
 
 struct Client {
@@ -385,7 +387,7 @@ fn main() -> io::Result<()> {
             let (label, s) = &servers[i];
             let r = run(s, conns, duration).map_err(|e| io::Error::other(format!("{label}: {e}")))?;
             println!(
-                "round {round}  {label:<24} {:>9} msgs/s  {:>6.2} µs CPU/msg",
+                "round {round}  {label:<36} {:>9} msgs/s  {:>6.2} µs CPU/msg",
                 fmt_rate(r.per_second()),
                 r.cpu_us_per_msg()
             );

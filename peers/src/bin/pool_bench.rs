@@ -301,7 +301,7 @@ fn main() -> io::Result<()> {
         shuffler.shuffle(&mut order);
         for i in order {
             let q = match contestants[i] {
-                    Contestant::Deadpool => deadpool::pooled_qps(&url, duration)?,
+                Contestant::Deadpool => deadpool::pooled_qps(&url, duration)?,
             };
             println!(
                 "round {round}  {:<18} pooled {:>7} q/s",
