@@ -52,6 +52,7 @@ impl Epoll {
         self.epfd.as_raw_fd()
     }
 
+    // ANCHOR: epoll_ctl
     fn ctl(&mut self, op: libc::c_int, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
         let mut event = libc::epoll_event {
             events: event_mask(interest, mode),
@@ -72,8 +73,10 @@ impl Epoll {
         );
         Ok(())
     }
+    // ANCHOR_END: epoll_ctl
 }
 
+// ANCHOR: epoll_mask
 /// The `EPOLL*` bits for an interest and mode. `EPOLLRDHUP` is always asked
 /// for, so a peer's half-close is reported as its own fact; `EPOLLERR` and
 /// `EPOLLHUP` need no asking, the kernel always reports them.
@@ -92,6 +95,7 @@ fn event_mask(interest: Interest, mode: Mode) -> u32 {
     }
     mask
 }
+// ANCHOR_END: epoll_mask
 
 fn op_name(op: libc::c_int) -> &'static str {
     match op {
@@ -111,6 +115,7 @@ impl Poller for Epoll {
         true
     }
 
+    // ANCHOR: epoll_register
     fn add(&mut self, fd: RawFd, token: Token, interest: Interest, mode: Mode) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest, mode)?;
         self.registered += 1;
@@ -130,7 +135,9 @@ impl Poller for Epoll {
         self.registered = self.registered.saturating_sub(1);
         Ok(())
     }
+    // ANCHOR_END: epoll_register
 
+    // ANCHOR: epoll_wait
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let capacity = events.capacity();
@@ -167,6 +174,7 @@ impl Poller for Epoll {
         }
         Ok(n)
     }
+    // ANCHOR_END: epoll_wait
 
     fn registered(&self) -> usize {
         self.registered
