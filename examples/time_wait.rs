@@ -205,7 +205,7 @@ fn read_sysctl(path: &str) -> String {
     std::fs::read_to_string(path).map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
 }
 
-fn main() -> io::Result<()> {
+fn run() -> io::Result<()> {
     let n = parse_n().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let range = inspect::ephemeral_port_range()?;
     println!("ephemeral ports: {range}   (net.ipv4.ip_local_port_range)");
@@ -270,4 +270,14 @@ fn main() -> io::Result<()> {
     println!();
     println!("Check: ss -tan state time-wait '( sport = :{port} or dport = :{port} )' | tail -n +2 | wc -l");
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("time_wait: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

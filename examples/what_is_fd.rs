@@ -21,7 +21,7 @@ use std::os::fd::AsRawFd;
 
 use connlab::inspect;
 
-fn main() -> io::Result<()> {
+fn run() -> io::Result<()> {
     let no_wait = std::env::args().any(|a| a == "--no-wait");
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -71,4 +71,14 @@ fn main() -> io::Result<()> {
         io::stdin().lock().read_line(&mut line)?;
     }
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("what_is_fd: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
