@@ -85,7 +85,7 @@ fn every_socket_agrees_with_ss_on_four_tuple_and_state() {
 
     // The client closes first, so its end is the one left in TIME_WAIT.
     let (closing, mut closing_peer) = pair(&listener);
-    let time_wait_local = closing.local_addr().unwrap();
+    let time_wait_tuple = (closing.local_addr().unwrap(), closing.peer_addr().unwrap());
     drop(closing);
     assert_eq!(closing_peer.read(&mut buf).unwrap(), 0);
     drop(closing_peer);
@@ -123,14 +123,17 @@ fn every_socket_agrees_with_ss_on_four_tuple_and_state() {
         })
         .collect();
 
-    // The TIME_WAIT socket has no fd any more: find it in the kernel's table.
+    // The TIME_WAIT socket has no fd any more: find it in the kernel's table
+    // by its whole 4-tuple. (Not by the local address alone: a source port is
+    // unique only per destination, and other tests' TIME_WAIT sockets may
+    // share ours toward other ports. This test once failed exactly so.)
     let deadline = Instant::now() + SETTLE;
     let tw_row = loop {
         let table = inspect::tcp_table().unwrap();
         let row = table
             .rows
             .into_iter()
-            .find(|r| r.local == time_wait_local && r.state == TcpState::TimeWait);
+            .find(|r| (r.local, r.remote) == time_wait_tuple && r.state == TcpState::TimeWait);
         if row.is_some() || Instant::now() > deadline {
             break row.expect("the closed client's 4-tuple is in TIME_WAIT");
         }
