@@ -207,7 +207,7 @@ impl Poller for Poll {
             }
         }
         if trace::enabled() {
-            trace::narrate_events("poll", events);
+            trace::narrate_events(&format!("poll({} fds)", self.fds.len()), events);
         }
         Ok(events.len())
     }

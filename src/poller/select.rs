@@ -256,8 +256,7 @@ impl Poller for Select {
             }
         }
         if trace::enabled() {
-            trace::emit(format_args!("select(nfds {nfds}) = {ready}"));
-            trace::narrate_events("select", events);
+            trace::narrate_events(&format!("select(nfds {nfds})"), events);
         }
         Ok(events.len())
     }

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use connlab::poller::{Backend, Event, Events, Poller, Token};
+use connlab::poller::{Backend, Event, Events, Interest, Mode, Poller, Token};
 use connlab::sys::fd::raise_nofile_limit;
 
 /// The longest we wait for something that should happen. Generous: the
@@ -128,12 +128,7 @@ pub fn register_many(poller: &mut dyn Poller, pairs: usize) -> Vec<UnixStream> {
     }
     for (i, s) in fds.iter().enumerate() {
         poller
-            .add(
-                s.as_raw_fd(),
-                Token(i),
-                connlab::poller::Interest::READABLE,
-                connlab::poller::Mode::Level,
-            )
+            .add(s.as_raw_fd(), Token(i), Interest::READABLE, Mode::Level)
             .unwrap_or_else(|e| panic!("{}: register fd #{i}: {e}", poller.backend()));
     }
     assert_eq!(poller.registered(), pairs * 2);
