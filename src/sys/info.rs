@@ -95,6 +95,7 @@ pub fn fstat(fd: RawFd) -> io::Result<FileStat> {
     // SAFETY: st is a valid, writable struct stat for the duration of the call.
     let ret = unsafe { libc::fstat(fd, &mut st) };
     cvt(ret, "fstat", format_args!("fd {fd}"))?;
+    crate::narrate!("fstat({fd}) = 0 [st_mode {:#o}, st_ino {}]", st.st_mode, st.st_ino);
     Ok(FileStat {
         mode: st.st_mode,
         inode: st.st_ino,
@@ -120,6 +121,7 @@ fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, what: &str) 
         )
     };
     cvt(ret, "getsockopt", format_args!("fd {fd}, {what}"))?;
+    crate::narrate!("getsockopt({fd}, {what}) = 0 [{value}]");
     Ok(value)
 }
 
@@ -157,6 +159,7 @@ fn ioctl_int(fd: RawFd, request: libc::Ioctl, what: &str) -> io::Result<usize> {
     // points at a live, writable c_int.
     let ret = unsafe { libc::ioctl(fd, request, &mut value as *mut libc::c_int) };
     cvt(ret, "ioctl", format_args!("fd {fd}, {what}"))?;
+    crate::narrate!("ioctl({fd}, {what}) = 0 [{value} bytes]");
     Ok(usize::try_from(value).unwrap_or(0))
 }
 
@@ -349,6 +352,12 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
         )
     };
     cvt(ret, "getsockopt", format_args!("fd {fd}, IPPROTO_TCP, TCP_INFO"))?;
+    crate::narrate!(
+        "getsockopt({fd}, IPPROTO_TCP, TCP_INFO) = 0 [{len} bytes: state {}, rtt {} us, cwnd {}]",
+        raw.tcpi_state,
+        raw.tcpi_rtt,
+        raw.tcpi_snd_cwnd
+    );
     Ok(TcpInfo { raw, len: len as usize })
 }
 
