@@ -305,10 +305,11 @@ pub struct StrList<'a> {
 impl<'a> StrList<'a> {
     /// The strings, in order.
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        // Each piece ends with its NUL; `decode` checked the UTF-8, so `unwrap_or_default` never fires
+        // (it stands in for an `unwrap` that could panic if that invariant were ever broken).
         self.body
-            .split(|&b| b == 0)
-            .filter_map(|s| std::str::from_utf8(s).ok())
-            .take(self.body.iter().filter(|&&b| b == 0).count())
+            .split_inclusive(|&b| b == 0)
+            .map(|s| std::str::from_utf8(s.strip_suffix(&[0]).unwrap_or(s)).unwrap_or_default())
     }
 }
 
