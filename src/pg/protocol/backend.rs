@@ -384,7 +384,7 @@ fn read_column<'a>(r: &mut Reader<'a>) -> Result<Column<'a>, ProtocolError> {
     let format = Format::from_code(code).ok_or(ProtocolError::Invalid {
         message: r.message,
         what: "a format code that is neither 0 nor 1",
-        value: code.into(),
+        value: Some(code.into()),
     })?;
     Ok(Column {
         name,
@@ -471,7 +471,7 @@ fn validate_data_row(body: &[u8]) -> Result<DataRow<'_>, ProtocolError> {
                 return Err(ProtocolError::Invalid {
                     message: "DataRow",
                     what: "a field length below -1",
-                    value: n.into(),
+                    value: Some(n.into()),
                 })
             }
             n => {
@@ -616,7 +616,7 @@ fn parse_db_error(message: &'static str, body: &[u8]) -> Result<DbError, Protoco
             value.parse::<u32>().map(Some).map_err(|_| ProtocolError::Invalid {
                 message,
                 what,
-                value: 0,
+                value: None,
             })
         };
         match code {
@@ -665,7 +665,7 @@ fn parse_db_error(message: &'static str, body: &[u8]) -> Result<DbError, Protoco
         Some(what) => Err(ProtocolError::Invalid {
             message,
             what,
-            value: 0,
+            value: None,
         }),
         None => Ok(e),
     }
@@ -972,7 +972,7 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Message<'_>, ProtocolError> {
             let count = usize::try_from(count).map_err(|_| ProtocolError::Invalid {
                 message: name,
                 what: "a negative option count",
-                value: count.into(),
+                value: Some(count.into()),
             })?;
             let unrecognized = str_list(&mut r, Some(count), "option name")?;
             Message::NegotiateProtocolVersion {
@@ -1010,7 +1010,7 @@ fn parse_authentication<'a>(r: &mut Reader<'a>) -> Result<Authentication<'a>, Pr
             return Err(ProtocolError::Invalid {
                 message: "Authentication",
                 what: "an unknown authentication code",
-                value: other.into(),
+                value: Some(other.into()),
             })
         }
     })

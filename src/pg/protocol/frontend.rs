@@ -54,6 +54,9 @@ pub const TARGET_PORTAL: u8 = b'P';
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BIND>
 pub const NULL_LENGTH: i32 = -1;
 
+/// The longest message an `Int32` length can announce.
+const MAX_MESSAGE_LEN: usize = i32::MAX as usize;
+
 /// Sync, whole: it has no body, so it is the tag and a length of 4.
 pub const SYNC_MESSAGE: [u8; 5] = [SYNC, 0, 0, 0, 4];
 /// Flush, whole.
@@ -126,6 +129,10 @@ fn message(
 
 /// Append `s` and its terminating NUL, refusing a string that already holds one.
 fn cstr(buf: &mut Vec<u8>, s: &str, message: &'static str, field: &'static str) -> Result<(), EncodeError> {
+    // A string this long can never fit; refuse it before copying gigabytes only to truncate them.
+    if s.len() >= MAX_MESSAGE_LEN {
+        return Err(EncodeError::TooLong { message, len: s.len() });
+    }
     if memchr(0, s.as_bytes()).is_some() {
         return Err(EncodeError::InteriorNul { message, field });
     }
@@ -223,6 +230,12 @@ pub fn sasl_initial_response(buf: &mut Vec<u8>, mechanism: &str, data: &[u8]) ->
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-SASLRESPONSE>
 pub fn sasl_response(buf: &mut Vec<u8>, data: &[u8]) -> Result<(), EncodeError> {
     message(buf, Some(PASSWORD_MESSAGE), "SASLResponse", |buf| {
+        if data.len() > MAX_MESSAGE_LEN - LENGTH_SIZE {
+            return Err(EncodeError::TooLong {
+                message: "SASLResponse",
+                len: data.len() + LENGTH_SIZE,
+            });
+        }
         buf.extend_from_slice(data);
         Ok(())
     })
@@ -413,6 +426,23 @@ mod tests {
         let err = parse(&mut buf, "", "SELECT 1", &types).unwrap_err();
         assert!(matches!(err, EncodeError::TooMany { count: 65536, .. }));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn message_over_i32_max_is_an_error_and_buffer_untouched() {
+        // `vec![0; n]` asks for zeroed memory, which the kernel maps lazily: 2 GiB of address space,
+        // no RAM, since the encoder refuses the length before it reads a byte.
+        let huge = vec![0u8; MAX_MESSAGE_LEN + 1];
+        let mut buf = b"keep".to_vec();
+        let err = sasl_initial_response(&mut buf, "SCRAM-SHA-256", &huge).unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::TooLong {
+                message: "SASLInitialResponse",
+                len: MAX_MESSAGE_LEN + 1
+            }
+        );
+        assert_eq!(buf, b"keep");
     }
 
     #[test]

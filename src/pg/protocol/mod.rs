@@ -204,7 +204,7 @@ pub enum ProtocolError {
         /// What is wrong, e.g. `"negative column count"`.
         what: &'static str,
         /// The offending value, when it is a number.
-        value: i64,
+        value: Option<i64>,
     },
 }
 
@@ -242,9 +242,18 @@ impl fmt::Display for ProtocolError {
                     TagName(*s)
                 )
             }
-            ProtocolError::Invalid { message, what, value } => {
+            ProtocolError::Invalid {
+                message,
+                what,
+                value: Some(value),
+            } => {
                 write!(f, "protocol error: {message} has {what} ({value})")
             }
+            ProtocolError::Invalid {
+                message,
+                what,
+                value: None,
+            } => write!(f, "protocol error: {message} has {what}"),
         }
     }
 }
