@@ -311,6 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn saslprep_maps_the_password_before_hashing() {
+        // U+00AD SOFT HYPHEN is "mapped to nothing" by SASLprep (RFC 4013 §2.1), so this password
+        // must give exactly the RFC's proof for "pencil".
+        let mut scram = ScramSha256::with_nonce("user", "pen\u{00AD}cil", CLIENT_NONCE);
+        let client_final = scram.server_first(SERVER_FIRST.as_bytes()).unwrap();
+        assert_eq!(std::str::from_utf8(&client_final).unwrap(), CLIENT_FINAL);
+    }
+
+    #[test]
+    fn password_that_saslprep_refuses_is_used_as_raw_bytes() {
+        // U+0007 BELL is prohibited by SASLprep; PostgreSQL then uses the bytes as they are, so do we.
+        let raw = ScramSha256::with_nonce("user", "pencil\u{7}", CLIENT_NONCE);
+        assert_eq!(raw.password, b"pencil\x07");
+    }
+
+    #[test]
     fn wrong_server_signature_is_refused() {
         let mut scram = ScramSha256::with_nonce("user", "pencil", CLIENT_NONCE);
         scram.server_first(SERVER_FIRST.as_bytes()).unwrap();
