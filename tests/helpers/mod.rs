@@ -1,0 +1,90 @@
+//! Shared vocabulary for the reactor and net tests: which backends to run
+//! on, a seeded random generator, a checksum.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::os::fd::AsRawFd;
+
+use connlab::poller::{Backend, Interest, Mode, Token};
+use connlab::reactor::Config;
+
+/// Every backend that works in this build. A backend whose `add` still
+/// reports `Unsupported` (a placeholder not yet written) is skipped with a
+/// note, so these tests run on it the moment it lands.
+pub fn backends() -> Vec<Backend> {
+    Backend::ALL
+        .into_iter()
+        .filter(|&backend| {
+            let works = backend.open().and_then(|mut poller| {
+                let probe = connlab::sys::fd::eventfd()?;
+                poller.add(probe.as_raw_fd(), Token(0), Interest::READABLE, Mode::Level)
+            });
+            if let Err(e) = &works {
+                eprintln!("skipping backend {backend}: {e}");
+            }
+            works.is_ok()
+        })
+        .collect()
+}
+
+/// Every (backend, mode) pair the reactor can run: the default mode on each
+/// backend, plus epoll's level and one-shot modes.
+pub fn configs() -> Vec<Config> {
+    let mut out = Vec::new();
+    for backend in backends() {
+        out.push(Config::new(backend));
+        if backend == Backend::Epoll {
+            out.push(Config::new(backend).mode(Mode::Level));
+            out.push(Config::new(backend).mode(Mode::OneShot));
+        }
+    }
+    out
+}
+
+/// xorshift64*: a tiny seeded generator, so a failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a over a byte stream, fed in pieces as they arrive.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Checksum(u64);
+
+impl Default for Checksum {
+    fn default() -> Checksum {
+        Checksum(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Checksum {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
