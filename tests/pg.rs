@@ -1,14 +1,52 @@
-//! The PostgreSQL client against a real, throwaway server (`pg::cluster`).
+//! The PostgreSQL client against a real, throwaway server (`pg::cluster`),
+//! on every poller backend (select, poll, epoll).
 //!
 //! One server per test binary (`Cluster::shared`), started on first use and
-//! removed when the binary exits.
+//! removed when the binary exits. Two small fake servers (std::net, in a
+//! thread) play the parts a real server will not: one that cannot prove it
+//! knows the password, one that dies mid-message.
 
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use connlab::pg::cluster::{self, Cluster};
+use connlab::pg::connection::types::{oid, ToSql, Value};
+use connlab::pg::connection::{Connection, Error};
+use connlab::pg::protocol::TransactionStatus;
+use connlab::poller::Backend;
+use connlab::reactor;
 
-/// Run one statement with the system's `psql`, as an independent witness
-/// that the cluster is what it claims to be.
+/// Every test body gets this long before it is declared hung.
+const HANG: Duration = Duration::from_secs(20);
+
+/// Run `body` to completion on each backend's reactor, failing on a hang.
+fn on_every_backend<F, Fut>(body: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in Backend::ALL {
+        reactor::block_on(backend, async {
+            reactor::timeout(HANG, body(backend))
+                .await
+                .unwrap_or_else(|_| panic!("{backend:?}: test hung for {HANG:?}"))
+        })
+        .unwrap();
+    }
+}
+
+fn cluster() -> &'static Cluster {
+    Cluster::shared().unwrap()
+}
+
+async fn connect() -> Connection {
+    Connection::connect_url(&cluster().url()).await.unwrap()
+}
+
+/// Run one statement with the system's `psql`, as an independent witness.
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args(["-X", "-A", "-t", "-d", url, "-c", sql])
@@ -22,9 +60,11 @@ fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+// ---------------------------------------------------------------- the harness
+
 #[test]
 fn cluster_serves_every_login_over_tcp_and_unix_socket() {
-    let cluster = Cluster::shared().unwrap();
+    let cluster = cluster();
     for login in cluster::LOGINS {
         let who = psql(&cluster.url_for(&login), "SELECT current_user");
         assert_eq!(who, login.user);
@@ -35,7 +75,7 @@ fn cluster_serves_every_login_over_tcp_and_unix_socket() {
 
 #[test]
 fn cluster_uses_the_auth_method_it_promises() {
-    let cluster = Cluster::shared().unwrap();
+    let cluster = cluster();
     let methods = psql(
         &cluster.url(),
         "SELECT string_agg(user_name[1] || '=' || auth_method, ',' ORDER BY line_number) \
@@ -69,4 +109,381 @@ fn own_cluster_restarts_on_the_same_port_and_is_removed_on_drop() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "server still listening"
     );
+}
+
+// ---------------------------------------------------------------- connecting
+
+#[test]
+fn every_auth_method_logs_in_over_tcp_and_unix_socket() {
+    on_every_backend(|backend| async move {
+        for login in cluster::LOGINS {
+            for url in [cluster().url_for(&login), cluster().unix_url_for(&login)] {
+                let mut conn = Connection::connect_url(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("{backend:?} {login:?} {url}: {e}"));
+                let rows = conn.query("SELECT current_user::text", &[]).await.unwrap();
+                assert_eq!(rows.get(0).unwrap().get::<&str>(0).unwrap(), login.user);
+                assert!(conn.backend_pid() > 0);
+                assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+                assert_eq!(conn.parameter("client_encoding"), Some("UTF8"));
+                conn.close().await.unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn wrong_password_fails_with_28p01() {
+    on_every_backend(|_| async {
+        for login in [cluster::SCRAM, cluster::MD5, cluster::CLEARTEXT] {
+            let url = format!(
+                "postgres://{}:not-the-password@127.0.0.1:{}/postgres",
+                login.user,
+                cluster().port()
+            );
+            let err = Connection::connect_url(&url).await.unwrap_err();
+            assert_eq!(err.code(), Some("28P01"), "{login:?}: {err}");
+            assert!(
+                !err.to_string().contains("not-the-password"),
+                "the password leaked into: {err}"
+            );
+        }
+    });
+}
+
+#[test]
+fn connection_refused_names_the_syscall() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    on_every_backend(|_| async move {
+        let err = Connection::connect_url(&format!("postgres://u:p@127.0.0.1:{port}/db"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ECONNREFUSED"), "{err}");
+    });
+}
+
+/// Bytes of one backend message: tag, length, body.
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Read one frontend message (tag + length + body) from a blocking socket.
+fn read_message(sock: &mut std::net::TcpStream, tagged: bool) -> Vec<u8> {
+    let mut head = vec![0u8; if tagged { 5 } else { 4 }];
+    sock.read_exact(&mut head).unwrap();
+    let len = i32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len - 4];
+    sock.read_exact(&mut body).unwrap();
+    body
+}
+
+/// A fake server on a thread; returns its URL.
+fn fake_server(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(HANG)).unwrap();
+        script(sock);
+    });
+    format!("postgres://connlab:connlab@127.0.0.1:{port}/postgres")
+}
+
+#[test]
+fn server_with_a_wrong_scram_signature_is_refused() {
+    on_every_backend(|_| async {
+        let url = fake_server(|mut sock| {
+            read_message(&mut sock, false); // StartupMessage
+            let mut sasl = 10i32.to_be_bytes().to_vec();
+            sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
+            sock.write_all(&message(b'R', &sasl)).unwrap();
+            // SASLInitialResponse: mechanism\0, Int32 len, "n,,n=,r=<client nonce>"
+            let body = read_message(&mut sock, true);
+            let first = String::from_utf8_lossy(&body[b"SCRAM-SHA-256\0".len() + 4..]).to_string();
+            let client_nonce = first.rsplit("r=").next().unwrap().to_string();
+            let server_first = format!("r={client_nonce}SERVERNONCE,s=c2FsdHNhbHRzYWx0,i=4096");
+            let mut cont = 11i32.to_be_bytes().to_vec();
+            cont.extend_from_slice(server_first.as_bytes());
+            sock.write_all(&message(b'R', &cont)).unwrap();
+            read_message(&mut sock, true); // SASLResponse with the client proof
+                                           // A signature made without the password: 32 zero bytes.
+            let mut fin = 12i32.to_be_bytes().to_vec();
+            fin.extend_from_slice(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+            sock.write_all(&message(b'R', &fin)).unwrap();
+            // An impostor would now say AuthenticationOk.
+            let _ = sock.write_all(&message(b'R', &0i32.to_be_bytes()));
+        });
+        let err = Connection::connect_url(&url).await.unwrap_err();
+        assert!(matches!(err, Error::Auth(_)), "{err:?}");
+        assert!(err.to_string().contains("signature"), "{err}");
+    });
+}
+
+#[test]
+fn server_dying_mid_message_is_an_error_not_a_hang() {
+    on_every_backend(|_| async {
+        let url = fake_server(|mut sock| {
+            read_message(&mut sock, false);
+            sock.write_all(&message(b'R', &0i32.to_be_bytes())).unwrap();
+            sock.write_all(&message(b'Z', b"I")).unwrap();
+            for _ in ["Parse", "Bind", "Describe", "Execute", "Sync"] {
+                read_message(&mut sock, true);
+            }
+            // The first 7 bytes of a 20-byte RowDescription, then close.
+            sock.write_all(&[b'T', 0, 0, 0, 19, 0, 1]).unwrap();
+        });
+        let mut conn = Connection::connect_url(&url).await.unwrap();
+        let err = conn.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(err.to_string().contains("closed the connection"), "{err}");
+        assert!(!conn.is_usable());
+        let again = conn.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(matches!(again, Error::Closed(_)), "{again:?}");
+    });
+}
+
+// ---------------------------------------------------------------- queries
+
+#[test]
+fn simple_query_returns_one_result_per_statement() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        let results = conn
+            .simple_query("CREATE TEMP TABLE t (x int); INSERT INTO t VALUES (1), (2); SELECT x FROM t ORDER BY x")
+            .await
+            .unwrap();
+        let tags: Vec<&str> = results.iter().map(|r| r.tag()).collect();
+        assert_eq!(tags, ["CREATE TABLE", "INSERT 0 2", "SELECT 2"]);
+        let xs: Vec<i32> = results[2].iter().map(|row| row.get(0).unwrap()).collect();
+        assert_eq!(xs, [1, 2]);
+        assert_eq!(results[1].rows_affected(), 2);
+    });
+}
+
+#[test]
+fn every_supported_type_round_trips() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let params: [&dyn ToSql; 11] = [
+            &true,
+            &-32768i16,
+            &2_147_483_647i32,
+            &i64::MIN,
+            &1.5f32,
+            &std::f64::consts::PI,
+            &"",
+            &"héllo, wörld ✓ 🐘",
+            &big,
+            &None::<i32>,
+            &f64::INFINITY,
+        ];
+        let rows = conn
+            .query(
+                "SELECT $1, $2, $3, $4, $5, $6, $7::text, $8::varchar, $9, $10::int4, $11",
+                &params,
+            )
+            .await
+            .unwrap();
+        let row = rows.get(0).unwrap();
+        assert!(row.get::<bool>(0).unwrap());
+        assert_eq!(row.get::<i16>(1).unwrap(), -32768);
+        assert_eq!(row.get::<i32>(2).unwrap(), 2_147_483_647);
+        assert_eq!(row.get::<i64>(3).unwrap(), i64::MIN);
+        assert_eq!(row.get::<f32>(4).unwrap(), 1.5);
+        assert_eq!(row.get::<f64>(5).unwrap(), std::f64::consts::PI);
+        assert_eq!(row.get::<&str>(6).unwrap(), "");
+        assert_eq!(row.get::<String>(7).unwrap(), "héllo, wörld ✓ 🐘");
+        assert_eq!(row.get::<Vec<u8>>(8).unwrap(), big);
+        assert_eq!(row.get::<Option<i32>>(9).unwrap(), None);
+        assert!(row.get::<i32>(9).is_err(), "NULL into a plain i32 must be an error");
+        assert_eq!(row.get::<f64>(10).unwrap(), f64::INFINITY);
+        let types: Vec<u32> = rows.columns().iter().map(|c| c.type_oid).collect();
+        assert_eq!(
+            types,
+            [
+                oid::BOOL,
+                oid::INT2,
+                oid::INT4,
+                oid::INT8,
+                oid::FLOAT4,
+                oid::FLOAT8,
+                oid::TEXT,
+                oid::VARCHAR,
+                oid::BYTEA,
+                oid::INT4,
+                oid::FLOAT8
+            ]
+        );
+        assert_eq!(row.value(0).unwrap(), Value::Bool(true));
+        assert_eq!(row.value(9).unwrap(), Value::Null);
+    });
+}
+
+#[test]
+fn syntax_error_is_typed_and_leaves_the_connection_usable() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        let err = conn.query("SELEKT 1", &[]).await.unwrap_err();
+        let db = err.db().expect("a server error");
+        assert_eq!(db.code, "42601");
+        assert_eq!(db.position, Some(1));
+        assert!(!err.is_fatal());
+        let rows = conn
+            .query("SELECT name FROM users WHERE id = $1", &[&42])
+            .await
+            .unwrap();
+        assert_eq!(rows.get(0).unwrap().get::<&str>(0).unwrap(), "Alice");
+    });
+}
+
+#[test]
+fn transaction_status_follows_begin_error_and_rollback() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        conn.simple_query("BEGIN").await.unwrap();
+        assert_eq!(conn.transaction_status(), TransactionStatus::InTransaction);
+        conn.query("SELECT 1/0", &[]).await.unwrap_err();
+        assert_eq!(conn.transaction_status(), TransactionStatus::Failed);
+        let err = conn.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some("25P02"));
+        conn.simple_query("ROLLBACK").await.unwrap();
+        assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    });
+}
+
+#[test]
+fn prepared_statement_is_parsed_once_and_reused() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        let stmt = conn
+            .prepare("SELECT id, name FROM users WHERE id = $1 OR id = $2 ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(stmt.params(), [oid::INT4, oid::INT4]);
+        assert_eq!(stmt.columns().len(), 2);
+        for (a, b) in [(1, 42), (42, 7)] {
+            let rows = conn.query_prepared(&stmt, &[&a, &b]).await.unwrap();
+            assert_eq!(rows.len(), 2);
+            assert!(rows.iter().any(|r| r.get::<&str>(1).unwrap() == "Alice"));
+        }
+        // Text parameters work for any type: the server parses "42" as int4.
+        let rows = conn.query_prepared(&stmt, &[&"42", &"0"]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        conn.close_statement(stmt).await.unwrap();
+        let err = conn.simple_query("EXECUTE s1(1, 2)").await.unwrap_err();
+        assert_eq!(err.code(), Some("26000"), "{err}");
+    });
+}
+
+#[test]
+fn pipeline_error_in_the_middle_skips_the_rest_and_rolls_back() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        conn.simple_query("CREATE TEMP TABLE p (x int)").await.unwrap();
+        let none: &[&dyn ToSql] = &[];
+        let results = conn
+            .pipeline(&[
+                ("INSERT INTO p VALUES ($1)", &[&1]),
+                ("SELECT $1::int + 1", &[&41]),
+                ("SELECT 1/0", none),
+                ("INSERT INTO p VALUES (2)", none),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[0].as_ref().unwrap().rows_affected(), 1);
+        assert_eq!(results[1].as_ref().unwrap().get(0).unwrap().get::<i32>(0).unwrap(), 42);
+        assert_eq!(results[2].as_ref().unwrap_err().code(), Some("22012"));
+        assert!(matches!(results[3], Err(Error::Skipped)));
+        // One Sync, one implicit transaction: the first INSERT was rolled back.
+        let count = conn.query("SELECT count(*) FROM p", &[]).await.unwrap();
+        assert_eq!(count.get(0).unwrap().get::<i64>(0).unwrap(), 0);
+        assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    });
+}
+
+#[test]
+fn notices_and_parameter_changes_arrive_between_results() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        conn.simple_query(
+            "DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$; SET application_name = 'connlab-test'",
+        )
+        .await
+        .unwrap();
+        let notices = conn.take_notices();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].message, "hello from plpgsql");
+        assert_eq!(conn.parameter("application_name"), Some("connlab-test"));
+    });
+}
+
+// ---------------------------------------------------------------- failures
+
+#[test]
+fn cancel_interrupts_pg_sleep_with_57014_in_under_a_second() {
+    on_every_backend(|backend| async move {
+        let mut conn = connect().await;
+        let token = conn.cancel_token();
+        let canceller = reactor::spawn(async move {
+            reactor::sleep(Duration::from_millis(100)).await;
+            token.cancel().await
+        });
+        let started = Instant::now();
+        let err = conn.query("SELECT pg_sleep(10)", &[]).await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.code(), Some("57014"), "{err}");
+        assert!(took < Duration::from_secs(1), "{backend:?}: cancel took {took:?}");
+        canceller.await.unwrap();
+        // Cancelling a query does not end the session.
+        assert_eq!(conn.query("SELECT 1", &[]).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn terminated_backend_gives_a_clear_error_on_the_next_call() {
+    on_every_backend(|_| async {
+        let mut victim = connect().await;
+        let mut admin = connect().await;
+        let pid = victim.backend_pid();
+        let rows = admin
+            .query("SELECT pg_terminate_backend($1, 5000)", &[&pid])
+            .await
+            .unwrap();
+        assert!(rows.get(0).unwrap().get::<bool>(0).unwrap());
+        let err = victim.query("SELECT 1", &[]).await.unwrap_err();
+        // Either the server's goodbye (57P01, FATAL) or the EOF behind it.
+        assert!(err.is_fatal(), "{err:?}");
+        assert!(
+            err.code() == Some("57P01") || err.to_string().contains("closed"),
+            "unclear error: {err}"
+        );
+        let again = victim.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(matches!(again, Error::Closed(_)), "{again:?}");
+    });
+}
+
+#[test]
+fn close_sends_terminate_and_the_backend_exits() {
+    on_every_backend(|_| async {
+        let conn = connect().await;
+        let pid = conn.backend_pid();
+        conn.close().await.unwrap();
+        let mut admin = connect().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = admin
+                .query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid])
+                .await
+                .unwrap();
+            if rows.get(0).unwrap().get::<i64>(0).unwrap() == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "backend {pid} still alive after Terminate");
+            reactor::sleep(Duration::from_millis(10)).await;
+        }
+    });
 }

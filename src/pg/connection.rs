@@ -1,1 +1,0 @@
-//! `pg::connection` (being written: see the PostgreSQL client issue).
