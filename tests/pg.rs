@@ -487,3 +487,110 @@ fn close_sends_terminate_and_the_backend_exits() {
         }
     });
 }
+
+// ---------------------------------------------------------------- measuring
+
+/// Round trips, measured: not a test of correctness, so `#[ignore]`d. Run:
+/// `cargo test --release --test pg -- --ignored --nocapture measure_round_trips`
+/// It prints connect + SCRAM time, sequential prepared queries (p50, p99,
+/// queries/s) and pipelined throughput for connlab, and libpq's figure
+/// from `pgbench -M prepared` on the same server, interleaved.
+#[test]
+#[ignore]
+fn measure_round_trips() {
+    const CONNECTS: usize = 50;
+    const QUERIES: usize = 5_000;
+    const BATCH: usize = 100;
+    const ROUNDS: usize = 3;
+    let cluster = cluster();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut ours = Vec::new();
+    let mut piped = Vec::new();
+    let mut libpq = Vec::new();
+    let mut connects = Vec::new();
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..ROUNDS {
+        reactor::block_on(Backend::Epoll, async {
+            for _ in 0..CONNECTS {
+                let started = Instant::now();
+                let conn = connect().await;
+                connects.push(started.elapsed().as_secs_f64() * 1e3);
+                conn.close().await.unwrap();
+            }
+            let mut conn = connect().await;
+            let stmt = conn.prepare("SELECT name FROM users WHERE id = $1").await.unwrap();
+            let mut lat = Vec::with_capacity(QUERIES);
+            let started = Instant::now();
+            for i in 0..QUERIES {
+                let id = (i % 1000) as i32 + 1;
+                let t = Instant::now();
+                let rows = conn.query_prepared(&stmt, &[&id]).await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                assert_eq!(rows.len(), 1);
+            }
+            ours.push(QUERIES as f64 / started.elapsed().as_secs_f64());
+            lat.sort_by(f64::total_cmp);
+            p50s.push(lat[lat.len() / 2]);
+            p99s.push(lat[lat.len() * 99 / 100]);
+            let ids: Vec<i32> = (1..=BATCH as i32).collect();
+            let params: Vec<[&dyn ToSql; 1]> = ids.iter().map(|id| [id as &dyn ToSql]).collect();
+            let batch: Vec<(&str, &[&dyn ToSql])> = params
+                .iter()
+                .map(|p| ("SELECT name FROM users WHERE id = $1", &p[..]))
+                .collect();
+            let started = Instant::now();
+            for _ in 0..QUERIES / BATCH {
+                let results = conn.pipeline(&batch).await.unwrap();
+                assert!(results.iter().all(Result::is_ok));
+            }
+            piped.push(QUERIES as f64 / started.elapsed().as_secs_f64());
+        })
+        .unwrap();
+        let script = std::env::temp_dir().join(format!("connlab-pgbench-{}.sql", std::process::id()));
+        std::fs::write(
+            &script,
+            "\\set id random(1, 1000)\nSELECT name FROM users WHERE id = :id;\n",
+        )
+        .unwrap();
+        let out = Command::new("pgbench")
+            .args(["-n", "-c", "1", "-M", "prepared", "-T", "3", "-f"])
+            .arg(&script)
+            .arg(cluster.url())
+            .output();
+        let _ = std::fs::remove_file(&script);
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some(tps) = text.lines().find_map(|l| l.strip_prefix("tps = ")) {
+                libpq.push(tps.split_whitespace().next().unwrap().parse::<f64>().unwrap());
+            }
+        }
+    }
+    let (ours, piped) = (median(ours), median(piped));
+    println!(
+        "connect + SCRAM auth (median of {}): {:.2} ms",
+        connects.len(),
+        median(connects)
+    );
+    println!(
+        "sequential prepared SELECT: p50 {:.1} us, p99 {:.1} us, {ours:.0} queries/s",
+        median(p50s),
+        median(p99s)
+    );
+    println!(
+        "pipelined ({BATCH} per Sync): {piped:.0} queries/s ({:.1}x sequential)",
+        piped / ours
+    );
+    if libpq.is_empty() {
+        println!("libpq: pgbench not found, no comparison");
+    } else {
+        let libpq = median(libpq);
+        println!(
+            "libpq (pgbench -M prepared): {libpq:.0} queries/s; connlab / libpq = {:.2}x",
+            ours / libpq
+        );
+    }
+}

@@ -674,6 +674,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
+    // ANCHOR: watchdog
     /// `$1` is the directory. `kill -0` only asks "does it exist?"; the
     /// waits are bounded (100 × 50 ms) because an exited child of a
     /// dead parent may linger as a zombie if PID 1 does not reap it.
@@ -686,6 +687,7 @@ impl Watchdog {
         [ -n "$s" ] && kill -QUIT "$s" 2>/dev/null && gone "$s"
         rm -rf "$1"
     "#;
+    // ANCHOR_END: watchdog
 
     fn spawn(root: &Path, run_as: Option<UnixUser>) -> io::Result<Watchdog> {
         let mut cmd = Command::new("sh");

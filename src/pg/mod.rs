@@ -2,10 +2,12 @@
 //!
 //! - [`protocol`]: the wire protocol with no I/O (bytes in, messages out).
 //! - [`auth`]: cleartext, MD5 and SCRAM-SHA-256 (RFC 5802/7677).
-//! - [`Connection`](connection): the protocol run over a `net` stream on the reactor.
+//! - [`Connection`]: the protocol run over a `net` stream on the reactor
+//!   (module [`connection`]).
 //!
 //! Plus [`config`] (URLs and `PG*` variables) and [`cluster`] (a throwaway
-//! local server for tests and examples).
+//! local server for tests and examples). `docs/client.md` follows one query
+//! through all of them.
 
 pub mod auth;
 pub mod cluster;
@@ -14,3 +16,5 @@ pub mod connection;
 pub mod protocol;
 
 pub use cluster::Cluster;
+pub use config::Config;
+pub use connection::Connection;

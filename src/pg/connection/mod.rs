@@ -486,6 +486,7 @@ impl Connection {
     }
     // ANCHOR_END: startup
 
+    // ANCHOR: until_ready
     /// Read until ReadyForQuery, handing every message that is not
     /// asynchronous to `on`. The first ErrorResponse is kept and returned
     /// once the server is ready again, so the connection stays usable. A
@@ -515,6 +516,7 @@ impl Connection {
             }
         }
     }
+    // ANCHOR_END: until_ready
 
     /// Run one or more SQL statements with the simple query protocol
     /// (one Query message, text results, no parameters). One [`Rows`] per
@@ -630,6 +632,7 @@ impl Connection {
         }
     }
 
+    // ANCHOR: query_prepared
     /// Run a prepared statement: Bind, Execute, Sync in one write. No
     /// Describe: the columns are already known from [`prepare`](Self::prepare).
     pub async fn query_prepared(&mut self, statement: &Statement, params: &[&dyn ToSql]) -> Result<Rows, Error> {
@@ -644,6 +647,7 @@ impl Connection {
         self.until_ready(|msg| collect(msg, &mut current, &mut results)).await?;
         results.pop().unwrap_or(Err(Error::Skipped))
     }
+    // ANCHOR_END: query_prepared
 
     /// Free a prepared statement on the server (Close, Sync).
     pub async fn close_statement(&mut self, statement: Statement) -> Result<(), Error> {
