@@ -244,6 +244,23 @@ fn server_dying_mid_message_is_an_error_not_a_hang() {
     });
 }
 
+#[test]
+fn hostile_length_is_refused_at_once_without_waiting_or_allocating() {
+    on_every_backend(|_| async {
+        let url = fake_server(|mut sock| {
+            read_message(&mut sock, false);
+            // "A DataRow of 2 GiB follows": a client that believed it would
+            // allocate 2 GiB, or wait forever for the bytes.
+            sock.write_all(&[b'D', 0x7f, 0xff, 0xff, 0xff]).unwrap();
+            let _ = sock.read(&mut [0u8; 1]);
+        });
+        let started = Instant::now();
+        let err = Connection::connect_url(&url).await.unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    });
+}
+
 // ---------------------------------------------------------------- queries
 
 #[test]

@@ -57,6 +57,9 @@ use types::ToSql;
 /// The read buffer's starting size, like libpq's 16 KiB: most responses
 /// fit in one `read(2)`.
 const READ_BUFFER: usize = 16 * 1024;
+/// A read buffer grown past this for one big message shrinks back to
+/// [`READ_BUFFER`] once that message has been consumed.
+const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 /// Keep at most this many unread notices (and notifications): a chatty
 /// server must not grow our memory without bound.
 const MAX_QUEUED_NOTICES: usize = 64;
@@ -248,6 +251,12 @@ impl Wire {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
+            // One huge result must not pin a huge buffer to a connection
+            // that then sits idle in a pool for hours.
+            if self.rbuf.len() > MAX_IDLE_READ_BUFFER && total <= READ_BUFFER {
+                self.rbuf.truncate(READ_BUFFER);
+                self.rbuf.shrink_to_fit();
+            }
         }
         if self.rpos + total.max(HEADER_SIZE) > self.rbuf.len() || self.rend == self.rbuf.len() {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
