@@ -17,7 +17,7 @@
 //! → Terminate                                                 close
 //! ```
 //!
-//! The one loop to understand is [`Connection::until_ready`]: every request
+//! The one loop to understand is `Connection::until_ready`: every request
 //! ends with Sync (or is a simple Query, which implies one), the server
 //! answers everything up to a ReadyForQuery, and whatever arrives on the
 //! way (rows, tags, an error, a notice, a changed setting) is sorted there.
