@@ -382,8 +382,9 @@ impl Session {
                 self.notices.push_back(notice);
                 None
             }
-            // We never LISTEN, so a notification is another session's doing
-            // that reached us by a shared channel name: noted, then dropped.
+            // Only arrives after this session ran LISTEN. Simplification:
+            // connlab has no API to hand notifications out yet, so they are
+            // narrated (by the decoder's caller) and dropped.
             Message::NotificationResponse { .. } => None,
             other => Some(other),
         }
