@@ -340,6 +340,30 @@ fn every_supported_type_round_trips() {
 }
 
 #[test]
+fn a_result_of_many_reads_arrives_whole_and_in_order() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        // About 2.5 MB: many 16 KiB reads, messages split across them.
+        let rows = conn
+            .query(
+                "SELECT i, repeat(chr(65 + i % 26), i % 200) FROM generate_series(1, $1) AS i",
+                &[&20_000],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 20_000);
+        for (n, row) in rows.iter().enumerate() {
+            let i = n as i32 + 1;
+            assert_eq!(row.get::<i32>(0).unwrap(), i);
+            let text = row.get::<&str>(1).unwrap();
+            assert_eq!(text.len(), (i % 200) as usize);
+            assert!(text.bytes().all(|b| b == b'A' + (i % 26) as u8));
+        }
+        assert_eq!(rows.tag(), "SELECT 20000");
+    });
+}
+
+#[test]
 fn syntax_error_is_typed_and_leaves_the_connection_usable() {
     on_every_backend(|_| async {
         let mut conn = connect().await;
