@@ -520,3 +520,47 @@ fn a_stream_made_in_one_block_on_keeps_working_in_the_next() {
         })
         .unwrap();
 }
+
+/// `target/debug/examples/NAME`, built by `cargo test` along with the tests.
+fn example_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    target_dir.join("examples").join(name)
+}
+
+#[test]
+fn the_echo_server_example_serves_then_stops_on_max_conns_and_on_sigint() {
+    let path = example_path("echo_server");
+    if !path.exists() {
+        eprintln!("skipping: {} not built", path.display());
+        return;
+    }
+    for (extra, stop_with_sigint) in [(["--max-conns", "1"], false), (["--backend", "poll"], true)] {
+        let mut child = std::process::Command::new(&path)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let line = read_tagged(&mut stdout, "listening on");
+        let addr: SocketAddr = line.split_whitespace().next().unwrap().parse().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client.write_all(b"echo me").unwrap();
+        let mut back = [0u8; 7];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"echo me");
+        drop(client);
+        if stop_with_sigint {
+            let killed = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+        let summary = read_tagged(&mut stdout, "connection(s)");
+        assert!(summary.contains("7 bytes echoed"), "{summary}");
+        assert!(child.wait().unwrap().success());
+    }
+}

@@ -209,3 +209,18 @@ fn an_unsupported_mode_is_an_error_from_block_on() {
 fn spawn_outside_a_reactor_panics_with_a_clear_message() {
     drop(reactor::spawn(async {}));
 }
+
+#[test]
+fn a_signal_arrives_as_a_readable_fd_not_an_interrupt() {
+    reactor::block_on(Backend::Epoll, async {
+        let signals = reactor::Signals::new(&[libc::SIGUSR1]).unwrap();
+        // SAFETY: raise sends SIGUSR1 to this thread only, where it was just
+        // blocked, so it stays pending for the signalfd instead of running
+        // the default action (terminate).
+        let ret = unsafe { libc::raise(libc::SIGUSR1) };
+        assert_eq!(ret, 0);
+        let got = reactor::timeout(Duration::from_secs(5), signals.recv()).await;
+        assert_eq!(got.unwrap().unwrap(), libc::SIGUSR1);
+    })
+    .unwrap();
+}

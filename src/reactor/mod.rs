@@ -27,6 +27,7 @@
 //! - `executor.rs`: tasks, wakers, the run queue, [`JoinHandle`];
 //! - `timers.rs`: [`sleep`], [`timeout`], the deadline set;
 //! - `io.rs`: [`Registration`], readiness, and how each [`Mode`] talks to the poller;
+//! - `signal.rs`: [`Signals`], Ctrl-C as an awaitable fd (`signalfd`);
 //! - `slab.rs`: the table that turns a token back into a source or a task.
 //!
 //! Single-threaded on purpose: tasks are `!Send`, state lives in `Cell`
@@ -37,11 +38,13 @@
 
 mod executor;
 mod io;
+mod signal;
 mod slab;
 mod timers;
 
 pub use executor::JoinHandle;
 pub use io::{Direction, Registration};
+pub use signal::Signals;
 pub use timers::{sleep, sleep_until, timeout, Elapsed, Sleep, Timeout};
 
 use std::cell::{Cell, RefCell};

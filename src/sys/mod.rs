@@ -25,6 +25,7 @@
 //! - `fd.rs`: `fcntl(2)` flags, `close(2)`, `eventfd(2)`, `getrlimit(2)`/`setrlimit(2)`.
 //! - `socket.rs`: `socket(2)`, `bind(2)`, `listen(2)`, `accept4(2)`, `connect(2)`,
 //!   `shutdown(2)`, `read(2)`/`write(2)`, `getsockopt(2)`/`setsockopt(2)`.
+//! - `signal.rs`: `pthread_sigmask(2)`, `signalfd(2)` (Ctrl-C as a readable fd).
 //! - `info.rs`: `TCP_INFO`, buffer sizes, `ioctl(SIOCINQ/SIOCOUTQ)`, `fstat(2)`.
 
 #[cfg(not(target_os = "linux"))]
@@ -33,6 +34,7 @@ compile_error!("connlab teaches Linux's syscalls (epoll, accept4, TCP_INFO, /pro
 pub mod addr;
 pub mod fd;
 pub mod info;
+pub mod signal;
 pub mod socket;
 
 use std::fmt;
