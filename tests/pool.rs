@@ -575,6 +575,34 @@ fn dropping_the_last_handle_closes_the_pool() {
     });
 }
 
+#[test]
+fn a_pool_outlives_its_first_reactor_and_its_background_task_restarts() {
+    for backend in Backend::ALL {
+        // The kernel completes handshakes into the accept queue without
+        // accept(2); nothing here needs the server to answer.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let config = Config {
+            idle_timeout: Some(ms(50)),
+            ..quick(3)
+        };
+        let pool = reactor::block_on(backend, async move {
+            let pool = Pool::new(TcpManager::new(addr), config);
+            let held = futures_of_three(&pool).await;
+            drop(held);
+            pool
+        })
+        .expect("first reactor");
+        // That reactor, and the pool's task on it, are gone.
+        assert_eq!(pool.stats().idle, 3, "{backend:?}");
+        reactor::block_on(backend, async {
+            drop(pool.acquire().await.expect("the fast path, on a new reactor"));
+            wait_for(&pool, Duration::from_secs(5), "trimmed by a new task", |s| s.idle == 0).await;
+        })
+        .expect("second reactor");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A model check: random interleavings of acquires, releases, discards,
 // dirty returns, timeouts and aborts, with a manager that does no I/O (the
