@@ -1,8 +1,10 @@
 //! The pool's behaviour, on real loopback sockets, on every poller backend.
 //!
-//! A tiny TCP manager (`pool_support`) drives the pool: the policy (FIFO,
-//! timeouts, cancellation, reset, lifetimes, leaks) needs a real connection
-//! that can really die, not PostgreSQL. A model check at the end throws
+//! The first part drives the pool with a tiny TCP manager (`pool_support`):
+//! the policy (FIFO, timeouts, cancellation, reset, lifetimes, leaks) needs
+//! a real connection that can really die, not PostgreSQL. The second runs
+//! the same promises against a real PostgreSQL server started by the test
+//! itself (`pg::cluster`), with `PgManager`. A model check at the end throws
 //! random interleavings of cancellations at the bookkeeping.
 
 mod pool_support;
@@ -600,6 +602,308 @@ fn a_pool_outlives_its_first_reactor_and_its_background_task_restarts() {
             wait_for(&pool, Duration::from_secs(5), "trimmed by a new task", |s| s.idle == 0).await;
         })
         .expect("second reactor");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The same promises against a real PostgreSQL, with the manager we ship.
+// One server per test binary (`Cluster::shared`); the restart test starts
+// its own so it does not pull the floor from under the others.
+// ---------------------------------------------------------------------------
+
+mod postgres {
+    use super::*;
+    use connlab::pg::cluster::Cluster;
+    use connlab::pg::connection::Connection;
+    use connlab::pg::protocol::TransactionStatus;
+    use connlab::pool::pg::PgManager;
+
+    fn manager_for(cluster: &Cluster) -> PgManager {
+        PgManager::from_url(&cluster.url()).expect("the cluster's URL parses")
+    }
+
+    fn manager() -> PgManager {
+        manager_for(Cluster::shared().expect("a throwaway PostgreSQL (see pg::cluster for what it needs)"))
+    }
+
+    /// The first column of the first row, as an integer.
+    async fn scalar(conn: &mut Connection, sql: &str) -> i64 {
+        let results = conn.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let row = results
+            .first()
+            .and_then(|rows| rows.get(0))
+            .unwrap_or_else(|| panic!("{sql}: no row"));
+        row.get::<i64>(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The server processes behind the pool's connections, by holding all
+    /// of them at once.
+    async fn backend_pids(pool: &Pool<PgManager>, n: usize) -> Vec<i32> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(pool.acquire().await.expect("acquire"));
+        }
+        held.iter().map(|c| c.backend_pid()).collect()
+    }
+
+    #[test]
+    fn pg_exhaustion_then_acquire_timeout() {
+        on_every_backend(|backend| async move {
+            let pool = Pool::new(
+                manager(),
+                Config {
+                    acquire_timeout: ms(150),
+                    ..quick(2)
+                },
+            );
+            let mut a = pool.acquire().await.expect("first");
+            let _b = pool.acquire().await.expect("second");
+            assert_eq!(scalar(&mut a, "SELECT 1").await, 1);
+            let err = pool.acquire().await.expect_err("exhausted");
+            assert!(
+                matches!(err, PoolError::Timeout { active: 2, .. }),
+                "{backend:?}: {err}"
+            );
+            assert_eq!(pool.stats().timeouts, 1, "{backend:?}");
+        });
+    }
+
+    #[test]
+    fn pg_waiters_are_served_in_fifo_order() {
+        on_every_backend(|backend| async move {
+            let pool = Pool::new(manager(), quick(1));
+            let held = pool.acquire().await.expect("the only slot");
+            let served = Rc::new(RefCell::new(Vec::new()));
+            let mut tasks = Vec::new();
+            for i in 0..4 {
+                let (handle, served) = (pool.clone(), served.clone());
+                tasks.push(reactor::spawn(async move {
+                    let mut conn = handle.acquire().await.expect("served in turn");
+                    served.borrow_mut().push(i);
+                    scalar(&mut conn, "SELECT 1").await;
+                }));
+                while pool.stats().waiting < i + 1 {
+                    reactor::yield_now().await;
+                }
+            }
+            drop(held);
+            for task in tasks {
+                task.await;
+            }
+            assert_eq!(*served.borrow(), [0, 1, 2, 3], "{backend:?}");
+        });
+    }
+
+    // ANCHOR: rollback_test
+    #[test]
+    fn pg_a_released_transaction_is_rolled_back_before_the_next_holder() {
+        on_every_backend(|backend| async move {
+            let pool = Pool::new(manager(), quick(1));
+            let ghost = format!("ghost-{backend:?}-{}", std::process::id());
+            let mut first = pool.acquire().await.expect("acquire");
+            let pid = first.backend_pid();
+            first.simple_query("BEGIN").await.expect("BEGIN");
+            let insert = format!("INSERT INTO users (id, name) VALUES ((SELECT max(id) + 1 FROM users), '{ghost}')");
+            first.simple_query(&insert).await.expect("INSERT");
+            assert_eq!(first.transaction_status(), TransactionStatus::InTransaction);
+            drop(first); // returned mid-transaction, never committed
+
+            let mut next = pool.acquire().await.expect("acquire again");
+            assert_eq!(
+                next.backend_pid(),
+                pid,
+                "{backend:?}: the same session, so it would see its own row"
+            );
+            assert_eq!(next.transaction_status(), TransactionStatus::Idle, "{backend:?}");
+            let count = format!("SELECT count(*) FROM users WHERE name = '{ghost}'");
+            assert_eq!(
+                scalar(&mut next, &count).await,
+                0,
+                "{backend:?}: the row was rolled back"
+            );
+
+            // A failed transaction ('E') is rolled back the same way.
+            next.simple_query("BEGIN").await.expect("BEGIN");
+            next.simple_query("SELECT 1/0").await.expect_err("division by zero");
+            assert_eq!(next.transaction_status(), TransactionStatus::Failed);
+            drop(next);
+            let mut again = pool.acquire().await.expect("acquire a third time");
+            assert_eq!(again.transaction_status(), TransactionStatus::Idle, "{backend:?}");
+            assert_eq!(scalar(&mut again, "SELECT 1").await, 1);
+            assert_eq!(pool.stats().created, 1, "{backend:?}: reset, not replaced");
+        });
+    }
+    // ANCHOR_END: rollback_test
+
+    #[test]
+    fn pg_terminated_backends_are_replaced_and_the_pool_returns_to_min_size() {
+        on_every_backend(|backend| async move {
+            let config = Config {
+                min_size: 3,
+                validation: Validation::OnAcquire {
+                    idle_longer_than: connlab::pool::DEFAULT_VALIDATION_BYPASS,
+                },
+                ..quick(5)
+            };
+            let pool = Pool::open(manager(), config).await.expect("open");
+            let pids = backend_pids(&pool, 3).await;
+            let mut admin = Connection::connect_url(&Cluster::shared().expect("cluster").url())
+                .await
+                .expect("admin");
+            for pid in &pids {
+                let killed = scalar(&mut admin, &format!("SELECT pg_terminate_backend({pid})::int")).await;
+                assert_eq!(killed, 1, "{backend:?}: terminate {pid}");
+            }
+            // Past the bypass window, so acquire pings before handing out.
+            reactor::sleep(connlab::pool::DEFAULT_VALIDATION_BYPASS + ms(100)).await;
+            for _ in 0..3 {
+                let mut conn = pool.acquire().await.expect("acquire after the kill");
+                assert_eq!(scalar(&mut conn, "SELECT 1").await, 1, "{backend:?}");
+                assert!(!pids.contains(&conn.backend_pid()), "{backend:?}: a new backend");
+            }
+            wait_for(&pool, Duration::from_secs(10), "min_size idle", |s| s.idle == 3).await;
+            let stats = pool.stats();
+            assert_eq!(stats.closed.validation_failed, 3, "{backend:?}: {stats:?}");
+            assert_books_balance(&stats);
+        });
+    }
+
+    #[test]
+    fn pg_the_pool_recovers_from_a_server_restart_without_caller_retries() {
+        let cluster = Cluster::start().expect("a throwaway PostgreSQL of our own");
+        for backend in Backend::ALL {
+            let pool_cluster = &cluster;
+            reactor::block_on(backend, async move {
+                let config = Config {
+                    min_size: 2,
+                    validation: Validation::OnAcquire {
+                        idle_longer_than: connlab::pool::DEFAULT_VALIDATION_BYPASS,
+                    },
+                    ..quick(4)
+                };
+                let pool = Pool::open(manager_for(pool_cluster), config).await.expect("open");
+                let before = backend_pids(&pool, 2).await;
+                pool_cluster.restart().expect("restart"); // blocks this thread: every connection dies meanwhile
+                reactor::sleep(connlab::pool::DEFAULT_VALIDATION_BYPASS).await;
+                for _ in 0..4 {
+                    let mut conn = pool.acquire().await.expect("acquire after the restart");
+                    assert_eq!(scalar(&mut conn, "SELECT 1").await, 1, "{backend:?}");
+                    assert!(!before.contains(&conn.backend_pid()), "{backend:?}");
+                }
+                wait_for(&pool, Duration::from_secs(10), "min_size again", |s| s.idle >= 2).await;
+            })
+            .expect("reactor");
+        }
+    }
+
+    #[test]
+    fn pg_max_lifetime_recycles_backends() {
+        on_every_backend(|backend| async move {
+            let config = Config {
+                min_size: 1,
+                max_lifetime: Some(ms(200)),
+                ..quick(1)
+            };
+            let pool = Pool::open(manager(), config).await.expect("open");
+            let first = backend_pids(&pool, 1).await;
+            wait_for(&pool, Duration::from_secs(10), "a recycle", |s| {
+                s.closed.max_lifetime >= 1 && s.idle == 1
+            })
+            .await;
+            let later = backend_pids(&pool, 1).await;
+            assert_ne!(first, later, "{backend:?}: a new server process");
+        });
+    }
+
+    #[test]
+    fn pg_idle_timeout_trims_to_min_size_and_no_further() {
+        on_every_backend(|backend| async move {
+            let config = Config {
+                min_size: 1,
+                idle_timeout: Some(ms(100)),
+                ..quick(4)
+            };
+            let pool = Pool::new(manager(), config);
+            drop(backend_pids(&pool, 4).await);
+            assert_eq!(pool.stats().idle, 4, "{backend:?}");
+            wait_for(&pool, Duration::from_secs(10), "trimmed", |s| s.idle == 1).await;
+            reactor::sleep(ms(300)).await;
+            let stats = pool.stats();
+            assert_eq!((stats.idle, stats.closed.idle_timeout), (1, 3), "{backend:?}");
+        });
+    }
+
+    #[test]
+    fn pg_a_leak_is_reported() {
+        on_every_backend(|backend| async move {
+            let config = Config {
+                leak_threshold: Some(ms(80)),
+                maintenance_interval: ms(10),
+                ..quick(2)
+            };
+            let pool = Pool::new(manager(), config);
+            let line = line!() + 1;
+            let _leaked = pool.acquire().await.expect("acquire");
+            wait_for(&pool, Duration::from_secs(5), "a leak report", |s| s.leaks == 1).await;
+            let report = pool.leak_reports().pop().expect("one report");
+            assert_eq!(
+                (report.acquired_at.file(), report.acquired_at.line()),
+                (file!(), line),
+                "{backend:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn pg_timed_out_and_cancelled_acquires_leave_the_counts_exact() {
+        on_every_backend(|backend| async move {
+            // 40 requests of 40 ms on 3 connections take ~530 ms: the last
+            // third outlive a 300 ms acquire timeout (which also covers
+            // connecting, a few ms of SCRAM each).
+            let pool = Pool::new(
+                manager(),
+                Config {
+                    acquire_timeout: ms(300),
+                    ..quick(3)
+                },
+            );
+            let mut tasks = Vec::new();
+            for i in 0..40u64 {
+                let pool = pool.clone();
+                tasks.push(reactor::spawn(async move {
+                    // Only the acquire is cancelled (by the outer timeout),
+                    // never a query halfway: see docs/pool.md.
+                    let acquired = if i % 3 == 0 {
+                        reactor::timeout(ms(i % 7), pool.acquire()).await.ok()
+                    } else {
+                        Some(pool.acquire().await)
+                    };
+                    match acquired {
+                        Some(Ok(mut conn)) => {
+                            scalar(&mut conn, "SELECT 1 FROM pg_sleep(0.04)").await;
+                            true
+                        }
+                        Some(Err(PoolError::Timeout { .. })) | None => false,
+                        Some(Err(e)) => panic!("unexpected: {e}"),
+                    }
+                }));
+                if i % 4 == 0 {
+                    reactor::yield_now().await;
+                }
+            }
+            let mut served = 0;
+            for task in tasks {
+                served += u64::from(task.await);
+            }
+            let stats = pool.stats();
+            assert!(
+                served > 0 && stats.timeouts > 0,
+                "{backend:?}: the test should mix both: {stats:?}"
+            );
+            assert_eq!((stats.active, stats.waiting), (0, 0), "{backend:?}: {stats:?}");
+            assert_books_balance(&stats);
+            drop(backend_pids(&pool, 3).await); // all three slots still there
+        });
     }
 }
 

@@ -3,7 +3,7 @@
 //! The pool is pure policy (idle deque, slot count, waiters); everything that
 //! touches the wire is behind this trait: open a connection, ping it, tell
 //! its state on the way back, and reset it. connlab ships one manager,
-//! for PostgreSQL (`pool::pg`, landing with the PostgreSQL client); the tests add one that
+//! [`PgManager`](super::pg::PgManager) for PostgreSQL; the tests add one that
 //! opens plain TCP connections to a listener they own.
 //!
 //! The split copies deadpool's `Manager` (`create` / `recycle`) and bb8's

@@ -76,10 +76,12 @@
 //! - `maintenance.rs`: the background task (resets, min size, idle timeout,
 //!   max lifetime, periodic validation, leak reports).
 //! - `stats.rs`: [`Stats`].
+//! - `pg.rs`: [`PgManager`](pg::PgManager), the PostgreSQL manager.
 
 mod config;
 mod maintenance;
 mod manager;
+pub mod pg;
 mod stats;
 
 pub use config::{Config, Validation, CONNECT_RETRY_MAX, DEFAULT_VALIDATION_BYPASS, MAX_LIFETIME_JITTER};
@@ -284,6 +286,23 @@ struct Shared<M: Manager> {
 
 /// A connection pool. Cheap to clone (an `Rc`): clone it into each task
 /// that needs it. Dropping the last clone closes the pool.
+///
+/// ```no_run
+/// use connlab::pool::{Config, Pool};
+/// use connlab::pool::pg::PgManager;
+/// use connlab::pg::config::Config as PgConfig;
+/// use connlab::poller::Backend;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// connlab::reactor::block_on(Backend::Epoll, async {
+///     let manager = PgManager::new(PgConfig::from_env()?);
+///     let pool = Pool::new(manager, Config::default());
+///     let mut conn = pool.acquire().await?; // a slot: idle, new, or queued
+///     conn.simple_query("SELECT 1").await?;
+///     Ok(())                                 // conn goes back to the pool here
+/// })?
+/// # }
+/// ```
 pub struct Pool<M: Manager> {
     shared: Rc<Shared<M>>,
 }
