@@ -1,0 +1,318 @@
+//! pool_savings: what did pooling save you? The story's Q31 table, measured
+//! on this machine instead of quoted.
+//!
+//! ```text
+//! cargo run --release --example pool_savings
+//! cargo run --release --example pool_savings -- --n 500 --backend poll
+//! cargo run --release --example pool_savings -- --url postgres://me:pw@127.0.0.1:5432/db
+//! ```
+//!
+//! Where it connects: `--url`, else `DATABASE_URL`, else the `PG*`
+//! variables if any is set, else a throwaway local cluster it starts (and
+//! removes) itself (SCRAM-SHA-256 authentication, like a default server).
+//!
+//! What you will see, for N runs of `SELECT 1`:
+//!
+//! 1. **Unpooled**: each query opens its own connection (TCP handshake,
+//!    StartupMessage, SCRAM's round trips and PBKDF2, the server's
+//!    `fork()` of a backend), runs, and closes (Terminate). The median cost
+//!    per query, split into those phases.
+//! 2. **Pooled**: the same N queries through a pool of one connection: the
+//!    median cost per query, which is the query's own round trip.
+//! 3. The ratio. The story says 10× on a LAN (0.5 ms RTT). On loopback the
+//!    round trip is ~50 µs while SCRAM still costs milliseconds of CPU, so
+//!    expect far more.
+//! 4. TIME_WAIT sockets toward the server's port, counted from
+//!    `/proc/net/tcp` (`inspect::tcp_census`) before and after each phase:
+//!    about N after the unpooled run (the client closes first, so its side
+//!    waits 60 s), none after the pooled one (Q28).
+//! 5. What one connection costs the server: its backend process's resident
+//!    memory (`VmRSS` in `/proc/<backend_pid>/status`), split into private
+//!    (`RssAnon`) and the shared buffers it has mapped (`RssShmem`, shared
+//!    with every other backend, so not a per-connection cost).
+//!
+//! Check it yourself: `ss -tan state time-wait | grep -c :PORT` right after.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use connlab::inspect;
+use connlab::pg::cluster::Cluster;
+use connlab::pg::config::Config as PgConfig;
+use connlab::pg::connection::{Connection, Endpoint};
+use connlab::poller::Backend;
+use connlab::pool::pg::PgManager;
+use connlab::pool::{Config, Pool, Validation};
+use connlab::reactor;
+
+const USAGE: &str = "usage: pool_savings [--n N] [--url URL] [--backend epoll|poll|select]";
+
+/// The query both approaches run.
+const QUERY: &str = "SELECT 1";
+
+/// How long to let the last FIN/ACK exchanges finish before counting
+/// TIME_WAIT sockets.
+const SETTLE: Duration = Duration::from_millis(200);
+
+struct Args {
+    n: usize,
+    url: Option<String>,
+    backend: Backend,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        n: 200,
+        url: None,
+        backend: Backend::Epoll,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--n" => args.n = value()?.parse().map_err(|e| format!("--n: {e}"))?,
+            "--url" => args.url = Some(value()?),
+            "--backend" => {
+                let name = value()?;
+                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
+        }
+    }
+    if args.n == 0 {
+        return Err(format!("--n must be at least 1\n{USAGE}"));
+    }
+    Ok(args)
+}
+
+/// `--url`, `DATABASE_URL`, the `PG*` variables, or a cluster of our own
+/// (returned so it lives until the end).
+fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
+    if let Some(url) = url.or_else(|| std::env::var("DATABASE_URL").ok()) {
+        return Ok((PgConfig::from_url(&url).map_err(|e| e.to_string())?, None));
+    }
+    let pg_vars = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"];
+    if pg_vars.iter().any(|v| std::env::var_os(v).is_some()) {
+        return Ok((PgConfig::from_env().map_err(|e| e.to_string())?, None));
+    }
+    println!("No --url, DATABASE_URL or PG* variables: starting a throwaway PostgreSQL ...");
+    let cluster = Cluster::start().map_err(|e| format!("could not start a local PostgreSQL: {e}"))?;
+    let config = PgConfig::from_url(&cluster.url()).map_err(|e| e.to_string())?;
+    Ok((config, Some(cluster)))
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn show(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// TIME_WAIT sockets with `port` at either end, or `None` if `/proc/net/tcp`
+/// cannot be read (then the line says so instead of printing a wrong 0).
+fn time_wait(port: Option<u16>) -> Option<usize> {
+    let port = port?;
+    inspect::tcp_census(Some(port)).ok().map(|census| census.time_wait())
+}
+
+/// Resident memory of a process in kB, from `/proc/<pid>/status`:
+/// (`VmRSS`, `RssAnon`, `RssFile`, `RssShmem`). The file is the kernel's,
+/// but it is parsed without trusting its shape: a missing line is `None`.
+fn rss_kb(pid: i32) -> Option<(u64, u64, u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((
+        field("VmRSS:")?,
+        field("RssAnon:")?,
+        field("RssFile:")?,
+        field("RssShmem:")?,
+    ))
+}
+
+struct Unpooled {
+    total: Vec<Duration>,
+    connect: Vec<Duration>,
+    startup: Vec<Duration>,
+    query: Vec<Duration>,
+    close: Vec<Duration>,
+}
+
+async fn unpooled(pg: &PgConfig, n: usize) -> Result<Unpooled, String> {
+    let mut out = Unpooled {
+        total: vec![],
+        connect: vec![],
+        startup: vec![],
+        query: vec![],
+        close: vec![],
+    };
+    for _ in 0..n {
+        let started = Instant::now();
+        let mut conn = Connection::connect(pg).await.map_err(|e| format!("connect: {e}"))?;
+        let opened = Instant::now();
+        conn.simple_query(QUERY).await.map_err(|e| format!("{QUERY}: {e}"))?;
+        let queried = Instant::now();
+        let timings = conn.timings();
+        conn.close().await.map_err(|e| format!("close: {e}"))?;
+        let closed = Instant::now();
+        out.total.push(closed - started);
+        out.connect.push(timings.connect);
+        out.startup.push(timings.startup);
+        out.query.push(queried - opened);
+        out.close.push(closed - queried);
+    }
+    Ok(out)
+}
+
+async fn pooled(pool: &Pool<PgManager>, n: usize) -> Result<Vec<Duration>, String> {
+    let mut total = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        conn.simple_query(QUERY).await.map_err(|e| format!("{QUERY}: {e}"))?;
+        drop(conn);
+        total.push(started.elapsed());
+    }
+    Ok(total)
+}
+
+async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
+    let n = args.n;
+    // Learn the server's port from a first connection (the URL may name a
+    // host, a Unix socket, or come from PG* variables).
+    let probe = Connection::connect(&pg).await.map_err(|e| format!("connect: {e}"))?;
+    let port = match probe.endpoint() {
+        Endpoint::Tcp(addr) => Some(addr.port()),
+        Endpoint::Unix(_) => None,
+    };
+    probe.close().await.map_err(|e| format!("close: {e}"))?;
+    reactor::sleep(SETTLE).await;
+    let show_tw = |count: Option<usize>| count.map_or("n/a (Unix socket or no /proc)".to_string(), |c| c.to_string());
+
+    println!(
+        "\n{n} × `{QUERY}`, backend {:?}, server port {}",
+        args.backend,
+        port.map_or("unix".into(), |p| p.to_string())
+    );
+
+    let tw_start = time_wait(port);
+    let mut fresh = unpooled(&pg, n).await?;
+    reactor::sleep(SETTLE).await;
+    let tw_after_fresh = time_wait(port);
+
+    let pool = Pool::open(
+        PgManager::new(pg),
+        Config {
+            min_size: 1,
+            max_size: 1,
+            validation: Validation::None,
+            ..Config::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut reused = pooled(&pool, n).await?;
+    reactor::sleep(SETTLE).await;
+    let tw_after_pooled = time_wait(port);
+
+    let fresh_median = median(&mut fresh.total);
+    let pooled_median = median(&mut reused);
+    println!("\n                          per query (median)   TIME_WAIT left   server processes forked");
+    println!(
+        "fresh connection each    {:>14}       {:>10}       {n}",
+        show(fresh_median),
+        show_tw(tw_after_fresh.zip(tw_start).map(|(a, b)| a.saturating_sub(b)))
+    );
+    println!(
+        "pooled (one connection)  {:>14}       {:>10}       1",
+        show(pooled_median),
+        show_tw(tw_after_pooled.zip(tw_after_fresh).map(|(a, b)| a.saturating_sub(b)))
+    );
+    let ratio = fresh_median.as_secs_f64() / pooled_median.as_secs_f64().max(1e-9);
+    println!("pooling is {ratio:.0}× faster per query here (the story: 10× on a 0.5 ms LAN)");
+
+    println!("\nWhere an unpooled query's time goes (medians):");
+    println!(
+        "  TCP connect (SYN, SYN-ACK, ACK)            {:>10}",
+        show(median(&mut fresh.connect))
+    );
+    println!(
+        "  startup + SCRAM + backend fork             {:>10}",
+        show(median(&mut fresh.startup))
+    );
+    println!(
+        "  the query itself                           {:>10}   (vs {} pooled: a new backend's caches are cold)",
+        show(median(&mut fresh.query)),
+        show(pooled_median)
+    );
+    println!(
+        "  Terminate + close                          {:>10}",
+        show(median(&mut fresh.close))
+    );
+    println!("  (the server's fork and SCRAM's PBKDF2, 4096 HMAC-SHA-256 rounds on each side, dominate;");
+    println!("   and each close leaves a TIME_WAIT socket holding a port for 60 s)");
+
+    let conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let pid = conn.backend_pid();
+    match rss_kb(pid) {
+        Some((rss, anon, file, shmem)) => {
+            let mb = |kb: u64| kb as f64 / 1024.0;
+            println!(
+                "\nOne connection on the server: backend pid {pid}, VmRSS {:.1} MB, of which",
+                mb(rss)
+            );
+            println!(
+                "  {:>5.1} MB RssAnon: private to this backend, the real per-connection cost",
+                mb(anon)
+            );
+            println!(
+                "  {:>5.1} MB RssFile: the postgres binary and libraries, shared by every backend",
+                mb(file)
+            );
+            println!(
+                "  {:>5.1} MB RssShmem: shared buffers this backend has touched, shared too",
+                mb(shmem)
+            );
+        }
+        None => println!("\nbackend pid {pid}: /proc/{pid}/status is not readable here (a remote server?)"),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let (pg, _cluster) = match choose_server(args.url.clone()) {
+        Ok(chosen) => chosen,
+        Err(msg) => {
+            eprintln!("pool_savings: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match reactor::block_on(args.backend, run(&args, pg)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(msg)) => {
+            eprintln!("pool_savings: {msg}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("pool_savings: the reactor failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
