@@ -206,7 +206,9 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     );
 
     let tw_start = time_wait(port);
+    let started = Instant::now();
     let mut fresh = unpooled(&pg, n).await?;
+    let fresh_elapsed = started.elapsed();
     reactor::sleep(SETTLE).await;
     let tw_after_fresh = time_wait(port);
 
@@ -221,7 +223,9 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let started = Instant::now();
     let mut reused = pooled(&pool, n).await?;
+    let pooled_elapsed = started.elapsed();
     reactor::sleep(SETTLE).await;
     let tw_after_pooled = time_wait(port);
 
@@ -240,6 +244,11 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     );
     let ratio = fresh_median.as_secs_f64() / pooled_median.as_secs_f64().max(1e-9);
     println!("pooling is {ratio:.0}× faster per query here (the story: 10× on a 0.5 ms LAN)");
+    println!(
+        "one client, one query at a time: {:.0} queries/s unpooled, {:.0} queries/s pooled",
+        n as f64 / fresh_elapsed.as_secs_f64(),
+        n as f64 / pooled_elapsed.as_secs_f64()
+    );
 
     println!("\nWhere an unpooled query's time goes (medians):");
     println!(

@@ -5,7 +5,7 @@
 //!
 //! | knob | connlab | HikariCP (JVM) | asyncpg (Python) | deadpool (Rust) |
 //! |---|---|---|---|---|
-//! | max size | 10 | `maximumPoolSize` 10 | `max_size` 10 | cores × 4 (`num_cpus` physical) |
+//! | max size | 10 | `maximumPoolSize` 10 | `max_size` 10 | physical cores × 4 (`num_cpus`, through 0.12) |
 //! | min size (kept warm) | 2 | `minimumIdle` = max (fixed-size pool) | `min_size` 10 | none: grows on demand, never pre-opens |
 //! | acquire timeout | 30 s | `connectionTimeout` 30 s | `timeout` on `acquire()`, none by default | `timeouts.wait` none |
 //! | idle timeout | 10 min | `idleTimeout` 10 min | `max_inactive_connection_lifetime` 300 s | none |

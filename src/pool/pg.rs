@@ -22,6 +22,12 @@
 //! at the price of a heavier statement on *every* release and of the
 //! client's cached prepared statements; run it yourself before releasing if
 //! your code changes session settings.
+//!
+//! Simplification: a connection the pool closes (idle timeout, max
+//! lifetime, broken) is dropped, which closes the socket without a
+//! Terminate message, because `Drop` cannot await. The server logs
+//! "unexpected EOF on client connection" and cleans up the same way; a
+//! driver that cares would send Terminate from the background task first.
 
 use crate::pg::config::{Config as PgConfig, ConfigError};
 use crate::pg::connection::{Connection, Error};
