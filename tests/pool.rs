@@ -649,13 +649,14 @@ mod postgres {
     #[test]
     fn pg_exhaustion_then_acquire_timeout() {
         on_every_backend(|backend| async move {
-            let pool = Pool::new(
-                manager(),
-                Config {
-                    acquire_timeout: ms(150),
-                    ..quick(2)
-                },
-            );
+            // Opened before the clock starts: under load, two SCRAM
+            // handshakes alone could take longer than the timeout.
+            let config = Config {
+                min_size: 2,
+                acquire_timeout: ms(150),
+                ..quick(2)
+            };
+            let pool = Pool::open(manager(), config).await.expect("open");
             let mut a = pool.acquire().await.expect("first");
             let _b = pool.acquire().await.expect("second");
             assert_eq!(scalar(&mut a, "SELECT 1").await, 1);
@@ -858,15 +859,16 @@ mod postgres {
     fn pg_timed_out_and_cancelled_acquires_leave_the_counts_exact() {
         on_every_backend(|backend| async move {
             // 40 requests of 40 ms on 3 connections take ~530 ms: the last
-            // third outlive a 300 ms acquire timeout (which also covers
-            // connecting, a few ms of SCRAM each).
-            let pool = Pool::new(
-                manager(),
-                Config {
-                    acquire_timeout: ms(300),
-                    ..quick(3)
-                },
-            );
+            // third outlive a 300 ms acquire timeout. The connections are
+            // opened first, so a slow SCRAM handshake on a loaded machine
+            // cannot eat the timeout (connect cancellation is covered by the
+            // TCP and model tests).
+            let config = Config {
+                min_size: 3,
+                acquire_timeout: ms(300),
+                ..quick(3)
+            };
+            let pool = Pool::open(manager(), config).await.expect("open");
             let mut tasks = Vec::new();
             for i in 0..40u64 {
                 let pool = pool.clone();
