@@ -266,6 +266,55 @@ fn killed_connections_are_replaced_and_the_pool_returns_to_min_size() {
 }
 
 #[test]
+fn validation_on_acquire_skips_hot_connections_and_pings_cold_ones() {
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let config = Config {
+            validation: Validation::OnAcquire {
+                idle_longer_than: ms(100),
+            },
+            ..quick(2)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        for _ in 0..10 {
+            drop(pool.acquire().await.expect("acquire"));
+        }
+        assert_eq!(pool.manager().validations.get(), 0, "{backend:?}: hot, no round trip");
+        reactor::sleep(ms(150)).await;
+        drop(pool.acquire().await.expect("acquire a cold one"));
+        assert_eq!(pool.manager().validations.get(), 1, "{backend:?}: cold, one ping");
+    });
+}
+
+#[test]
+fn periodic_validation_replaces_dead_idle_connections_before_anyone_asks() {
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let config = Config {
+            min_size: 2,
+            validation: Validation::Periodic { every: ms(30) },
+            ..quick(4)
+        };
+        let pool = Pool::open(TcpManager::new(server.addr), config).await.expect("open");
+        server.kill_all();
+        // No acquire from here on: only the background task can notice.
+        wait_for(&pool, Duration::from_secs(5), "two replaced", |s| {
+            s.closed.validation_failed == 2 && s.idle == 2
+        })
+        .await;
+        let stats = pool.stats();
+        assert_eq!(stats.created, 4, "{backend:?}: {stats:?}");
+        // The replacements are alive, and pinged again each period.
+        let mut conn = pool.acquire().await.expect("acquire");
+        conn.ping().await.expect("a live replacement");
+        drop(conn);
+        let pings = pool.manager().validations.get();
+        reactor::sleep(ms(100)).await;
+        assert!(pool.manager().validations.get() > pings, "{backend:?}: still pinging");
+    });
+}
+
+#[test]
 fn connect_failures_are_retried_until_the_server_is_back() {
     on_every_backend(|backend| async move {
         let addr = dead_addr();
