@@ -30,6 +30,9 @@
 //! - `--addr IP:PORT` (default 127.0.0.1:7878; port 0 picks a free one)
 //! - `--max-conns N`: serve N connections, then exit when they close
 //! - `--duration SECS`: stop after that long (CI runs use this)
+//! - `--drain-to-eagain`: after a short read, read again until `EAGAIN`
+//!   (the textbook edge-triggered rule) instead of taking the short read as
+//!   proof the socket is drained; costs one failing `read` per message
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -53,6 +56,7 @@ struct Args {
     addr: SocketAddr,
     max_conns: Option<u64>,
     duration: Option<Duration>,
+    drain_to_eagain: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
         max_conns: None,
         duration: None,
+        drain_to_eagain: false,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -92,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
                 }
                 args.duration = Some(Duration::from_secs_f64(secs));
             }
+            "--drain-to-eagain" => args.drain_to_eagain = true,
             other => {
                 return Err(format!(
                     "unknown option {other:?} (see the header of examples/echo_server.rs)"
@@ -146,7 +152,7 @@ fn run(args: Args) -> std::io::Result<()> {
     // Before anything else, so no thread starts with SIGINT unblocked.
     let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM])?;
     let listener = TcpListener::bind(args.addr, BACKLOG)?;
-    let mut config = Config::new(args.backend);
+    let mut config = Config::new(args.backend).short_read_means_drained(!args.drain_to_eagain);
     if let Some(mode) = args.mode {
         config = config.mode(mode);
     }

@@ -223,6 +223,9 @@ impl Reactor {
     /// A short read drained the queue: stop believing it is readable,
     /// unless the peer has closed (then the next read returns 0 at once).
     fn clear_read_unless_closed(&self, key: usize) {
+        if !self.short_read_means_drained {
+            return;
+        }
         if let Some(source) = self.sources.borrow_mut().get_mut(key) {
             if !source.read_closed {
                 source.ready &= !READ_BIT;

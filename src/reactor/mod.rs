@@ -117,12 +117,27 @@ pub struct Config {
     /// How fds are registered; `None` picks the backend's best
     /// ([`Config::default_mode`]).
     pub mode: Option<Mode>,
+    /// Treat a short read as "drained" and wait for the next event instead
+    /// of reading again to hear `EAGAIN` (on by default; see `io.rs`).
+    /// Off, every read-until-drained costs one extra `read` that fails;
+    /// `docs/sockets.md` measures the difference.
+    pub short_read_means_drained: bool,
 }
 
 impl Config {
     /// A configuration for `backend` with its default mode.
     pub const fn new(backend: Backend) -> Config {
-        Config { backend, mode: None }
+        Config {
+            backend,
+            mode: None,
+            short_read_means_drained: true,
+        }
+    }
+
+    /// Set [`Config::short_read_means_drained`].
+    pub const fn short_read_means_drained(mut self, on: bool) -> Config {
+        self.short_read_means_drained = on;
+        self
     }
 
     /// Use `mode` (fails at `block_on` if the backend cannot honour it).
@@ -261,6 +276,7 @@ pub(crate) struct Reactor {
     timers: RefCell<TimerQueue>,
     shared: Arc<Shared>,
     running: Cell<bool>,
+    short_read_means_drained: bool,
     next_generation: Cell<u64>,
     stats: Cell<ReactorStats>,
 }
@@ -284,6 +300,7 @@ impl Reactor {
             timers: RefCell::new(TimerQueue::default()),
             shared,
             running: Cell::new(true),
+            short_read_means_drained: config.short_read_means_drained,
             next_generation: Cell::new(1),
             stats: Cell::new(ReactorStats::default()),
         })
