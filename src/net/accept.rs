@@ -84,6 +84,7 @@ impl Acceptor {
                 Poll::Ready(Err(e)) => e,
                 Poll::Pending => return Poll::Pending,
             };
+            // ANCHOR: emfile
             match errno_of(&err) {
                 Some(errno @ (libc::EMFILE | libc::ENFILE)) => match self.shed_queue(errno) {
                     // Linux's accept4 reserves the new fd *before* looking at
@@ -102,6 +103,7 @@ impl Acceptor {
                 Some(libc::ECONNABORTED) => {}
                 _ => return Poll::Ready(Err(err)),
             }
+            // ANCHOR_END: emfile
         }
     }
 

@@ -29,6 +29,7 @@ impl Conn {
     /// ask `SO_ERROR` whether the handshake succeeded (the checklist in
     /// `connect(2)`, section EINPROGRESS).
     pub(crate) async fn finish_connect(&self, target: &dyn std::fmt::Display) -> io::Result<()> {
+        // ANCHOR: finish_connect
         // Writability must come from the kernel, not from the optimistic
         // "assume ready" every new registration starts with.
         self.reg.clear_ready(Direction::Write)?;
@@ -41,9 +42,11 @@ impl Conn {
                 errno,
             )),
         }
+        // ANCHOR_END: finish_connect
     }
 
     pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        // ANCHOR: short_read
         let wanted = buf.len();
         let result = self.reg.poll_io(cx, Direction::Read, |fd| socket::read(fd, buf));
         if let Poll::Ready(Ok(n)) = result {
@@ -52,6 +55,7 @@ impl Conn {
             }
         }
         result
+        // ANCHOR_END: short_read
     }
 
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

@@ -46,6 +46,7 @@ impl TcpStream {
     ///
     /// To bound step 3 by your own deadline, use [`TcpStream::connect_timeout`].
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        // ANCHOR: connect
         let fd = socket::stream_socket(domain_of(&addr))?;
         let status = socket::connect(fd.as_raw_fd(), &RawAddr::from_socket_addr(&addr))?;
         let stream = TcpStream { conn: Conn::new(fd) };
@@ -53,6 +54,7 @@ impl TcpStream {
             stream.conn.finish_connect(&addr).await?;
         }
         Ok(stream)
+        // ANCHOR_END: connect
     }
 
     /// [`TcpStream::connect`], given up after `timeout`. The deadline is a

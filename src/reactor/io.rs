@@ -240,6 +240,7 @@ impl Reactor {
         let Some(source) = sources.get_mut(key) else {
             return;
         };
+        // ANCHOR: dispatch
         let trouble = event.error || event.hangup;
         let mut fired = 0;
         if event.readable || event.read_closed || trouble {
@@ -286,6 +287,7 @@ impl Reactor {
                 }
             }
         }
+        // ANCHOR_END: dispatch
     }
 }
 
@@ -378,6 +380,7 @@ impl Registration {
         dir: Direction,
         mut op: impl FnMut(RawFd) -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
+        // ANCHOR: poll_io
         loop {
             match self.poll_ready(cx, dir) {
                 Poll::Ready(Ok(())) => {}
@@ -394,6 +397,7 @@ impl Registration {
                 result => return Poll::Ready(result),
             }
         }
+        // ANCHOR_END: poll_io
     }
 
     /// Wait until the fd is readable (or the peer closed, or it has an error).

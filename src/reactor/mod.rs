@@ -2,7 +2,7 @@
 //! tiny executor so that `async fn` code (the Postgres client, the pool)
 //! runs on it.
 //!
-//! ```no_run
+//! ```
 //! use connlab::poller::Backend;
 //! use connlab::reactor;
 //! use std::time::Duration;
