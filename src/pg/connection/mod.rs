@@ -48,6 +48,7 @@ use crate::pg::protocol::{DbError, Decoder, Format, Oid, TransactionStatus, HEAD
 
 mod error;
 mod rows;
+pub mod tap;
 pub mod types;
 
 pub use error::Error;
@@ -164,6 +165,8 @@ struct Wire {
     /// Why the connection can no longer be used, once it cannot. A cell,
     /// so that decoding (which lends out `&self`) can still record it.
     broken: RefCell<Option<String>>,
+    /// The wire tap, when one is running (see [`tap`]).
+    tap: RefCell<Option<tap::Tap>>,
 }
 
 impl Wire {
@@ -175,6 +178,7 @@ impl Wire {
             rend: 0,
             decoder: Decoder::new(),
             broken: RefCell::new(None),
+            tap: RefCell::new(None),
         }
     }
 
@@ -198,6 +202,9 @@ impl Wire {
     /// Send `out` (then empty it) with as few `write(2)`s as the kernel allows.
     async fn send(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         self.check()?;
+        if let Some(tap) = self.tap.borrow_mut().as_mut() {
+            tap.sent(out);
+        }
         let sent = self.stream.write_all(out).await;
         out.clear();
         sent.map_err(|e| self.break_with(e.into()))
@@ -293,6 +300,9 @@ impl Wire {
         match self.decoder.decode(bytes) {
             Ok(Some((msg, _))) => {
                 crate::narrate!("← {msg}");
+                if let Some(tap) = self.tap.borrow_mut().as_mut() {
+                    tap.received(&msg, bytes);
+                }
                 Ok(msg)
             }
             Ok(None) => {
@@ -392,6 +402,20 @@ impl Session {
 }
 
 impl Connection {
+    /// Start recording every message sent and received (see [`tap`]);
+    /// any earlier records are discarded.
+    pub fn start_wire_tap(&mut self, keep_bytes: bool) {
+        *self.wire.tap.borrow_mut() = Some(tap::Tap {
+            records: Vec::new(),
+            keep_bytes,
+        });
+    }
+
+    /// Stop the wire tap and return what it recorded (empty if none ran).
+    pub fn take_wire_tap(&mut self) -> Vec<tap::WireRecord> {
+        self.wire.tap.borrow_mut().take().map(|t| t.records).unwrap_or_default()
+    }
+
     /// Connect with a `postgres://` URL (plus `PG*` variables for what it
     /// leaves out).
     pub async fn connect_url(url: &str) -> Result<Connection, Error> {
@@ -400,6 +424,17 @@ impl Connection {
 
     /// Open the socket, then run startup and authentication.
     pub async fn connect(config: &Config) -> Result<Connection, Error> {
+        Connection::establish(config, None).await
+    }
+
+    /// [`Connection::connect`] with the wire tap already running, so the
+    /// startup and authentication messages are recorded too (keeping their
+    /// bytes when `keep_bytes`). Read them with [`Connection::take_wire_tap`].
+    pub async fn connect_tapped(config: &Config, keep_bytes: bool) -> Result<Connection, Error> {
+        Connection::establish(config, Some(keep_bytes)).await
+    }
+
+    async fn establish(config: &Config, tap_bytes: Option<bool>) -> Result<Connection, Error> {
         let started = Instant::now();
         let (stream, endpoint) = open(config).await?;
         let connect = started.elapsed();
@@ -422,6 +457,9 @@ impl Connection {
                 next_statement: 0,
             },
         };
+        if let Some(keep_bytes) = tap_bytes {
+            conn.start_wire_tap(keep_bytes);
+        }
         let startup = Instant::now();
         conn.startup(config).await?;
         conn.session.timings = ConnectTimings {
