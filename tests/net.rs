@@ -385,50 +385,52 @@ const CHILD_NOFILE: u64 = 48;
 /// client sends `QUIT`, then prints its counters for the parent to check.
 #[test]
 fn emfile_child_process() {
-    let Ok(backend) = std::env::var(EMFILE_CHILD) else {
+    let Ok(config) = std::env::var(EMFILE_CHILD) else {
         return;
     };
-    let backend: Backend = backend.parse().unwrap();
+    let config = helpers::parse_config(&config);
     connlab::sys::fd::set_nofile_soft_limit(CHILD_NOFILE).unwrap();
     let listener = TcpListener::bind(any_port(), 512).unwrap();
     println!("ADDR {}", listener.local_addr().unwrap());
     std::io::stdout().flush().unwrap();
-    let (shed, stats) = reactor::block_on(backend, async move {
-        let quit = Rc::new(Cell::new(false));
-        let listener = Rc::new(listener);
-        loop {
-            let accepted = reactor::timeout(Duration::from_millis(20), listener.accept()).await;
-            if quit.get() {
-                break;
-            }
-            let Ok(result) = accepted else { continue };
-            let (conn, _) = result.unwrap();
-            let quit = quit.clone();
-            let _detached = reactor::spawn(async move {
-                let mut buf = [0u8; 64];
-                while let Ok(n @ 1..) = conn.read(&mut buf).await {
-                    if &buf[..n] == b"QUIT" {
-                        quit.set(true);
-                    }
-                    if conn.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
+    let (shed, stats) = config
+        .block_on(async move {
+            let quit = Rc::new(Cell::new(false));
+            let listener = Rc::new(listener);
+            loop {
+                let accepted = reactor::timeout(Duration::from_millis(20), listener.accept()).await;
+                if quit.get() {
+                    break;
                 }
-            });
-        }
-        (listener.shed_count(), reactor::stats())
-    })
-    .unwrap();
+                let Ok(result) = accepted else { continue };
+                let (conn, _) = result.unwrap();
+                let quit = quit.clone();
+                let _detached = reactor::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                        if &buf[..n] == b"QUIT" {
+                            quit.set(true);
+                        }
+                        if conn.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            (listener.shed_count(), reactor::stats())
+        })
+        .unwrap();
     println!("SHED {shed} WAITS {}", stats.waits);
 }
 
 #[test]
 fn emfile_on_accept_neither_spins_nor_kills_the_server_and_it_recovers() {
     const FLOOD: usize = 150;
-    for backend in helpers::backends() {
+    for config in helpers::configs() {
+        let backend = helpers::config_name(&config);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "emfile_child_process", "--nocapture", "--test-threads=1"])
-            .env(EMFILE_CHILD, backend.name())
+            .env(EMFILE_CHILD, &backend)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -562,5 +564,82 @@ fn the_echo_server_example_serves_then_stops_on_max_conns_and_on_sigint() {
         let summary = read_tagged(&mut stdout, "connection(s)");
         assert!(summary.contains("7 bytes echoed"), "{summary}");
         assert!(child.wait().unwrap().success());
+    }
+}
+
+/// Accept one connection on a fresh listener; returns (client, server).
+async fn connected_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(any_port(), 8).unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+#[test]
+fn a_connection_nobody_reads_does_not_wake_the_loop_after_its_peer_hangs_up() {
+    // Level-triggered pollers report HUP even for an empty interest set.
+    // The reactor must drop an fd that nobody waits on, or a pooled idle
+    // connection whose server died would make every wait return at once.
+    for config in helpers::configs() {
+        let waits = config
+            .block_on(async {
+                let (client, server) = connected_pair().await;
+                let mut buf = [0u8; 16];
+                // Get the server socket registered and waited on once.
+                let reader = reactor::spawn(async move {
+                    let n = server.read(&mut buf).await.unwrap();
+                    assert_eq!(n, 2);
+                    server // keep it open, unread, unwaited
+                });
+                reactor::sleep(Duration::from_millis(10)).await;
+                client.write_all(b"hi").await.unwrap();
+                let server = reader.await;
+                drop(client);
+                reactor::sleep(Duration::from_millis(20)).await;
+                let before = reactor::stats().waits;
+                reactor::sleep(Duration::from_millis(100)).await;
+                drop(server);
+                reactor::stats().waits - before
+            })
+            .unwrap();
+        assert!(
+            waits <= 5,
+            "{config:?}: {waits} waits in 100 ms with a hung-up, unread socket"
+        );
+    }
+}
+
+#[test]
+fn writable_interest_ends_when_the_write_finishes() {
+    // A connected socket is almost always writable. Watching it for
+    // writability after the write finished would make every level-triggered
+    // wait return at once.
+    for config in helpers::configs() {
+        let waits = config
+            .block_on(async {
+                let (client, server) = connected_pair().await;
+                let big = vec![7u8; 4 << 20];
+                // 4 MiB outruns both socket buffers: the write must wait for
+                // the reader, so it registers writable interest.
+                let writer = reactor::spawn(async move {
+                    client.write_all(&big).await.unwrap();
+                    client
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0;
+                while total < 4 << 20 {
+                    total += server.read(&mut buf).await.unwrap();
+                }
+                let _client = writer.await;
+                reactor::sleep(Duration::from_millis(20)).await;
+                let before = reactor::stats().waits;
+                reactor::sleep(Duration::from_millis(100)).await;
+                reactor::stats().waits - before
+            })
+            .unwrap();
+        assert!(
+            waits <= 5,
+            "{config:?}: {waits} waits in 100 ms on idle, writable sockets"
+        );
     }
 }

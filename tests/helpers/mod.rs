@@ -28,17 +28,39 @@ pub fn backends() -> Vec<Backend> {
 }
 
 /// Every (backend, mode) pair the reactor can run: the default mode on each
-/// backend, plus epoll's level and one-shot modes.
+/// backend (edge on epoll, level elsewhere), one-shot everywhere (native on
+/// epoll, emulated by poll and select), and level on epoll.
 pub fn configs() -> Vec<Config> {
     let mut out = Vec::new();
     for backend in backends() {
         out.push(Config::new(backend));
+        out.push(Config::new(backend).mode(Mode::OneShot));
         if backend == Backend::Epoll {
             out.push(Config::new(backend).mode(Mode::Level));
-            out.push(Config::new(backend).mode(Mode::OneShot));
         }
     }
     out
+}
+
+/// The same as text for a child process: `epoll:Level`.
+pub fn config_name(config: &Config) -> String {
+    format!(
+        "{}:{:?}",
+        config.backend,
+        config.mode.unwrap_or(Config::default_mode(config.backend))
+    )
+}
+
+/// The inverse of [`config_name`].
+pub fn parse_config(text: &str) -> Config {
+    let (backend, mode) = text.split_once(':').expect("backend:mode");
+    let mode = match mode {
+        "Edge" => Mode::Edge,
+        "Level" => Mode::Level,
+        "OneShot" => Mode::OneShot,
+        other => panic!("unknown mode {other}"),
+    };
+    Config::new(backend.parse().expect("a backend name")).mode(mode)
 }
 
 /// xorshift64*: a tiny seeded generator, so a failing run can be replayed.
