@@ -16,7 +16,9 @@
 //! 1. **Unpooled**: each query opens its own connection (TCP handshake,
 //!    StartupMessage, SCRAM's round trips and PBKDF2, the server's
 //!    `fork()` of a backend), runs, and closes (Terminate). The median cost
-//!    per query, split into those phases.
+//!    per query, split into those phases; with the throwaway cluster, the
+//!    same startup over its `trust` login (no authentication) too, which
+//!    separates SCRAM's cost from the fork's.
 //! 2. **Pooled**: the same N queries through a pool of one connection: the
 //!    median cost per query, which is the query's own round trip.
 //! 3. The ratio. The story says 10× on a LAN (0.5 ms RTT). On loopback the
@@ -37,7 +39,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::inspect;
-use connlab::pg::cluster::Cluster;
+use connlab::pg::cluster::{Cluster, TRUST};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::{Connection, Endpoint};
 use connlab::poller::Backend;
@@ -49,6 +51,9 @@ const USAGE: &str = "usage: pool_savings [--n N] [--url URL] [--backend epoll|po
 
 /// The query both approaches run.
 const QUERY: &str = "SELECT 1";
+
+/// How many unpooled connections the trust-login comparison makes.
+const TRUST_RUNS: usize = 100;
 
 /// How long to let the last FIN/ACK exchanges finish before counting
 /// TIME_WAIT sockets.
@@ -186,7 +191,7 @@ async fn pooled(pool: &Pool<PgManager>, n: usize) -> Result<Vec<Duration>, Strin
     Ok(total)
 }
 
-async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
+async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), String> {
     let n = args.n;
     // Learn the server's port from a first connection (the URL may name a
     // host, a Unix socket, or come from PG* variables).
@@ -268,8 +273,23 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
         "  Terminate + close                          {:>10}",
         show(median(&mut fresh.close))
     );
-    println!("  (the server's fork and SCRAM's PBKDF2, 4096 HMAC-SHA-256 rounds on each side, dominate;");
-    println!("   and each close leaves a TIME_WAIT socket holding a port for 60 s)");
+    match trust {
+        // Our own cluster has a `trust` login: the same startup without
+        // SCRAM, which splits "startup" into the fork and the key stretching.
+        Some(trust) => {
+            let mut without = unpooled(&trust, n.min(TRUST_RUNS)).await?;
+            let startup_scram = median(&mut fresh.startup);
+            let startup_trust = median(&mut without.startup);
+            println!(
+                "  of the startup: {} without authentication (trust login: the fork, settings, \
+                 ReadyForQuery),\n  so SCRAM-SHA-256 (PBKDF2, 4096 HMAC-SHA-256 rounds on each side) costs {}",
+                show(startup_trust),
+                show(startup_scram.saturating_sub(startup_trust))
+            );
+        }
+        None => println!("  (SCRAM's PBKDF2 and the server's fork of a backend dominate the startup)"),
+    }
+    println!("  and each close leaves a TIME_WAIT socket holding a port for 60 s");
 
     let conn = pool.acquire().await.map_err(|e| e.to_string())?;
     let pid = conn.backend_pid();
@@ -306,14 +326,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (pg, _cluster) = match choose_server(args.url.clone()) {
+    let (pg, cluster) = match choose_server(args.url.clone()) {
         Ok(chosen) => chosen,
         Err(msg) => {
             eprintln!("pool_savings: {msg}");
             return ExitCode::FAILURE;
         }
     };
-    match reactor::block_on(args.backend, run(&args, pg)) {
+    let trust = cluster
+        .as_ref()
+        .and_then(|c| PgConfig::from_url(&c.url_for(&TRUST)).ok());
+    match reactor::block_on(args.backend, run(&args, pg, trust)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(msg)) => {
             eprintln!("pool_savings: {msg}");
