@@ -284,14 +284,25 @@ pub fn fmt_rate(per_second: f64) -> String {
     out
 }
 
-/// Read `--name value` from the command line, parsed, or the default.
+/// Read `--name value` from the command line, parsed, or the default when
+/// the option is absent. A value that does not parse ends the program with
+/// a message naming the option (a typo must not silently become the
+/// default).
 pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    opt_arg(name).unwrap_or(default)
+}
+
+/// Read `--name value` from the command line if present; see [`arg`].
+pub fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    let i = args.iter().position(|a| a == name)?;
+    match args.get(i + 1).map(|v| v.parse()) {
+        Some(Ok(value)) => Some(value),
+        _ => {
+            eprintln!("{name}: expected a value, got {:?}", args.get(i + 1));
+            std::process::exit(2);
+        }
+    }
 }
 
 /// Is the flag `--name` on the command line?

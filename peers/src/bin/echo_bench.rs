@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release -p connlab-peers
 //! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 2 --conns 50 --strace --no-syscalls]
+//! cargo run --release -p connlab-peers --bin echo_bench -- --against 127.0.0.1:PORT   # load only, to profile a server
 //! ```
 //!
 //! What you will see (about 40 s): one line per run, then a table of
@@ -357,6 +358,13 @@ fn main() -> io::Result<()> {
     let secs: f64 = connlab_peers::arg("--secs", 2.0);
     let conns: usize = connlab_peers::arg("--conns", 50);
     let duration = Duration::from_secs_f64(secs.clamp(0.1, 30.0));
+    if let Some(addr) = connlab_peers::opt_arg::<SocketAddr>("--against") {
+        // Load only, for profiling a server started by hand.
+        let mut clients = connect_all(addr, conns)?;
+        let (messages, elapsed) = drive(&mut clients, duration)?;
+        println!("{addr}: {} msgs/s", fmt_rate(messages as f64 / elapsed.as_secs_f64()));
+        return Ok(());
+    }
 
     let mut servers = Vec::new();
     for (label, bin) in SERVERS {
