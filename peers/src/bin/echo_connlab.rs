@@ -1,0 +1,44 @@
+//! connlab's echo server, exactly as the library ships it
+//! (`connlab::net::echo::serve`, the code behind the `echo_server`
+//! example): one reactor on one thread, one task per connection, read
+//! then `write_all`, on epoll in the reactor's default mode (edge).
+//!
+//! Run by `echo_bench`; on its own:
+//! `cargo run --release -p connlab-peers --bin echo_connlab -- [--backend epoll|poll|select] [--mode edge|level|oneshot]`
+//! prints `LISTENING 127.0.0.1:<port>` and echoes until killed.
+
+use std::io;
+use std::net::SocketAddr;
+
+use connlab::net::echo::{self, EchoOptions};
+use connlab::net::TcpListener;
+use connlab::poller::{Backend, Mode};
+use connlab::reactor::Config;
+
+/// The accept queue's length: room for the load generator's burst of connects.
+const BACKLOG: i32 = 1024;
+
+fn main() -> io::Result<()> {
+    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
+    let backend: Backend = connlab_peers::arg("--backend", Backend::Epoll);
+    let mut config = Config::new(backend);
+    match connlab_peers::opt_arg::<String>("--mode").as_deref() {
+        None => {}
+        Some("edge") => config = config.mode(Mode::Edge),
+        Some("level") => config = config.mode(Mode::Level),
+        Some("oneshot") => config = config.mode(Mode::OneShot),
+        Some(other) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown mode {other:?}: expected edge, level or oneshot"),
+            ))
+        }
+    }
+    config.block_on(async move {
+        let listener = TcpListener::bind(addr, BACKLOG)?;
+        connlab_peers::announce(listener.local_addr()?);
+        // Serve until killed: the stop future never completes.
+        echo::serve(listener, EchoOptions::default(), std::future::pending()).await?;
+        Ok(())
+    })?
+}
