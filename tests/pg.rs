@@ -643,3 +643,24 @@ fn measure_round_trips() {
         );
     }
 }
+
+/// Regression (found by the pool's tests): a query whose future was dropped
+/// halfway, here by a timeout around `pg_sleep`, used to leave the
+/// connection "usable", and the next query read the old query's answer.
+/// Now the abandoned request marks the connection broken, the next call
+/// says why, and a pool discards it instead of handing it out.
+#[test]
+fn a_query_abandoned_mid_flight_breaks_the_connection_instead_of_desynchronising_it() {
+    on_every_backend(|_| async {
+        let mut conn = connect().await;
+        let abandoned = reactor::timeout(Duration::from_millis(50), conn.simple_query("SELECT pg_sleep(0.3)")).await;
+        assert!(abandoned.is_err(), "the timeout should have won");
+        assert!(
+            !conn.is_usable(),
+            "an abandoned request leaves the connection out of step"
+        );
+        let err = conn.simple_query("SELECT 42").await.unwrap_err();
+        assert!(matches!(err, Error::Closed(_)), "{err:?}");
+        assert!(err.to_string().contains("abandoned"), "{err}");
+    });
+}

@@ -29,7 +29,7 @@
 //! Files: `types.rs` (Rust values ↔ text format), `rows.rs` (results),
 //! `error.rs` (the typed error).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -167,6 +167,12 @@ struct Wire {
     broken: RefCell<Option<String>>,
     /// The wire tap, when one is running (see [`tap`]).
     tap: RefCell<Option<tap::Tap>>,
+    /// A request has been sent and its ReadyForQuery not yet read. If a
+    /// new request finds this set, the previous one's future was dropped
+    /// halfway (a `timeout` around a query, say): its answer is still on
+    /// the way, and reading it as the new request's would hand one caller
+    /// another's rows. So the connection is marked broken instead.
+    in_flight: Cell<bool>,
 }
 
 impl Wire {
@@ -179,6 +185,7 @@ impl Wire {
             decoder: Decoder::new(),
             broken: RefCell::new(None),
             tap: RefCell::new(None),
+            in_flight: Cell::new(false),
         }
     }
 
@@ -193,6 +200,25 @@ impl Wire {
         self.broken.borrow().is_some()
     }
 
+    /// Start a request: refuse if the connection is broken, or if the last
+    /// request was abandoned before its ReadyForQuery (see `in_flight`).
+    /// The alternative, reading and discarding up to the old ReadyForQuery,
+    /// would make the new caller wait for the old query (a `pg_sleep(10)`
+    /// it never asked for); libpq and tokio-postgres also give up on such a
+    /// connection.
+    fn begin(&self) -> Result<(), Error> {
+        self.check()?;
+        if self.in_flight.get() {
+            let e = Error::Closed(
+                "a previous request on this connection was abandoned before its reply was read \
+                 (its future was dropped), so the connection is out of step with the server"
+                    .to_string(),
+            );
+            return Err(self.break_with(e));
+        }
+        Ok(())
+    }
+
     /// Remember that the stream is unusable, and pass the error on.
     fn break_with(&self, e: Error) -> Error {
         self.broken.borrow_mut().get_or_insert_with(|| e.to_string());
@@ -205,6 +231,8 @@ impl Wire {
         if let Some(tap) = self.tap.borrow_mut().as_mut() {
             tap.sent(out);
         }
+        // Set before the write: a write abandoned halfway desynchronises too.
+        self.in_flight.set(true);
         let sent = self.stream.write_all(out).await;
         out.clear();
         sent.map_err(|e| self.break_with(e.into()))
@@ -525,6 +553,7 @@ impl Connection {
                 }
                 Some(Message::ReadyForQuery(status)) => {
                     session.status = status;
+                    self.wire.in_flight.set(false);
                     return Ok(());
                 }
                 Some(Message::ErrorResponse(db)) => return Err(self.wire.break_with(db.into())),
@@ -551,6 +580,7 @@ impl Connection {
                 None => {}
                 Some(Message::ReadyForQuery(status)) => {
                     self.session.status = status;
+                    self.wire.in_flight.set(false);
                     return Ok(failure);
                 }
                 Some(Message::ErrorResponse(db)) => {
@@ -571,7 +601,7 @@ impl Connection {
     /// statement; the first error stops the rest (the server runs the
     /// string as one implicit transaction).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, Error> {
-        self.wire.check()?;
+        self.wire.begin()?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
         self.wire.send(&mut self.out).await?;
@@ -626,7 +656,7 @@ impl Connection {
     ///
     /// The outer `Err` is for the connection itself (I/O, protocol).
     pub async fn pipeline(&mut self, batch: &[(&str, &[&dyn ToSql])]) -> Result<Vec<Result<Rows, Error>>, Error> {
-        self.wire.check()?;
+        self.wire.begin()?;
         for (sql, params) in batch {
             let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
             frontend::parse(&mut self.out, "", sql, &types)?;
@@ -653,7 +683,7 @@ impl Connection {
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
     /// planning on every call.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-        self.wire.check()?;
+        self.wire.begin()?;
         self.session.next_statement += 1;
         let name = format!("s{}", self.session.next_statement);
         frontend::parse(&mut self.out, &name, sql, &[])?;
@@ -684,7 +714,7 @@ impl Connection {
     /// Run a prepared statement: Bind, Execute, Sync in one write. No
     /// Describe: the columns are already known from [`prepare`](Self::prepare).
     pub async fn query_prepared(&mut self, statement: &Statement, params: &[&dyn ToSql]) -> Result<Rows, Error> {
-        self.wire.check()?;
+        self.wire.begin()?;
         bind(&mut self.out, &statement.name, params)?;
         frontend::execute(&mut self.out, "", 0)?;
         frontend::sync(&mut self.out);
@@ -699,7 +729,7 @@ impl Connection {
 
     /// Free a prepared statement on the server (Close, Sync).
     pub async fn close_statement(&mut self, statement: Statement) -> Result<(), Error> {
-        self.wire.check()?;
+        self.wire.begin()?;
         frontend::close(&mut self.out, Target::Statement, &statement.name)?;
         frontend::sync(&mut self.out);
         crate::narrate!("→ Close S {:?} → Sync", statement.name);
@@ -780,9 +810,10 @@ impl Connection {
         self.wire.broken.borrow().clone()
     }
 
-    /// Still usable: not broken by an I/O, protocol or FATAL error.
+    /// Still usable: not broken by an I/O, protocol or FATAL error, and no
+    /// request was abandoned before its reply was read.
     pub fn is_usable(&self) -> bool {
-        !self.wire.is_broken()
+        !self.wire.is_broken() && !self.wire.in_flight.get()
     }
 }
 
