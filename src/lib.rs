@@ -26,10 +26,12 @@
 //!
 //! From the click down to the kernel and back: [`pool`] → [`pg`] → [`net`]
 //! → [`reactor`] → [`poller`] → [`sys`], with [`inspect`] as the microscope
-//! at every step. `docs/README.md` walks the same path with measurements.
+//! at every step. [`guide`] walks the same path in doc-tests that run;
+//! `docs/README.md` walks it with measurements.
 
 #![deny(missing_docs)]
 
+pub mod guide;
 pub mod inspect;
 pub mod net;
 pub mod pg;
