@@ -58,6 +58,24 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// (`sysconf(_SC_CLK_TCK)`, 100 per second on Linux). A tick is 10 ms, so
 /// read it around runs of seconds, not milliseconds.
 pub fn process_cpu(pid: u32) -> io::Result<Duration> {
+    stat_cpu(pid, UTIME_FIELD)
+}
+
+/// CPU time used by the children of this process that have been waited
+/// for (`pgbench` runs, say): fields 16 (`cutime`) and 17 (`cstime`) of
+/// `/proc/self/stat`.
+pub fn children_cpu() -> io::Result<Duration> {
+    stat_cpu(std::process::id(), CUTIME_FIELD)
+}
+
+/// proc(5) numbers the fields of `/proc/<pid>/stat` from 1.
+const UTIME_FIELD: usize = 14;
+const CUTIME_FIELD: usize = 16;
+/// Field 3 (state) is the first one after the command name.
+const FIRST_FIELD_AFTER_COMM: usize = 3;
+
+/// The sum of two consecutive tick fields of `/proc/<pid>/stat`, from `first`.
+fn stat_cpu(pid: u32, first: usize) -> io::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Field 2, the command name, is in parentheses and may itself contain
     // spaces or ')', so count fields from the *last* ')'.
@@ -65,16 +83,14 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
         .rfind(')')
         .map(|i| &stat[i + 1..])
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: no ')'")))?;
-    // After the comm, the first field is field 3 (state); utime is field 14.
-    const UTIME_AFTER_COMM: usize = 14 - 3;
-    let mut fields = after_comm.split_ascii_whitespace().skip(UTIME_AFTER_COMM);
-    let mut next_ticks = |name: &str| -> io::Result<u64> {
+    let mut fields = after_comm.split_ascii_whitespace().skip(first - FIRST_FIELD_AFTER_COMM);
+    let mut next_ticks = || -> io::Result<u64> {
         fields
             .next()
             .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: bad {name}")))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: field {first}")))
     };
-    let ticks = next_ticks("utime")? + next_ticks("stime")?;
+    let ticks = next_ticks()? + next_ticks()?;
     // SAFETY: sysconf has no preconditions; it only reads a constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0).unwrap_or(100);
@@ -330,8 +346,9 @@ mod tests {
     }
 
     #[test]
-    fn own_cpu_time_is_readable() {
+    fn own_and_childrens_cpu_time_are_readable() {
         assert!(process_cpu(std::process::id()).is_ok());
+        assert!(children_cpu().is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release -p connlab-peers
 //! cargo run --release -p connlab-peers --bin pg_bench [-- --rounds 3 --secs 2 --connects 10]
+//! cargo run --release -p connlab-peers --bin pg_bench -- --serve 600   # just the server, to poke at by hand
 //! ```
 //!
 //! What you will see (about 40 s): one line per run, then a table of
@@ -18,10 +19,15 @@
 //!   `SELECT name FROM users WHERE id = $1` with a random id in 1..=1000,
 //!   one at a time: p50, p99 and queries per second. pgbench's per-query
 //!   latencies come from its `-l` log.
-//! - **pipelined**: batches of `PIPELINE_DEPTH` executions of the same
-//!   prepared statement sent before waiting for any reply, then all
-//!   replies read (pgbench's `\startpipeline` … `\endpipeline`;
-//!   tokio-postgres pipelines queries that are in flight at the same time).
+//! - **pipelined**: batches of `PIPELINE_DEPTH` queries sent before
+//!   waiting for any reply, then all replies read. Each client in its own
+//!   idiom: connlab's `Connection::pipeline` (Parse/Bind/Describe/Execute
+//!   per query, one Sync per batch), pgbench's `\startpipeline` …
+//!   `\endpipeline` with `-M extended` (the same messages), and
+//!   tokio-postgres running `PIPELINE_DEPTH` queries of a prepared
+//!   statement at once (its connection task writes them back to back, one
+//!   Sync each). pgbench's `-M prepared` pipeline (Bind/Execute only) is
+//!   printed after the table as the ceiling.
 //!
 //! Every client does each measurement once per round, in a shuffled order;
 //! rounds are repeated and medians taken.
@@ -73,6 +79,8 @@ struct Results {
     latency_us: Vec<f64>,
     /// Queries per second, one per round.
     sequential_qps: Vec<f64>,
+    /// Client CPU µs per sequential query, one per round.
+    cpu_us_per_query: Vec<f64>,
     pipelined_qps: Vec<f64>,
 }
 
@@ -93,6 +101,101 @@ impl Ids {
 struct Sequential {
     latency_us: Vec<f64>,
     qps: f64,
+    /// The client's own CPU time per query: a client that spun instead of
+    /// sleeping in its poller would show low latency and a full core here.
+    cpu_us_per_query: f64,
+}
+
+/// This process's CPU time (every in-process client runs on this thread).
+fn own_cpu() -> io::Result<Duration> {
+    connlab_peers::process_cpu(std::process::id())
+}
+
+fn cpu_us_per(cpu: Duration, queries: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / queries.max(1) as f64
+}
+
+// ---------------------------------------------------------------- connlab
+
+mod connlab_pg {
+    use super::*;
+    use connlab::pg::connection::types::ToSql;
+    use connlab::pg::connection::Rows;
+    use connlab::pg::Connection;
+    use connlab::poller::Backend;
+    use connlab::reactor;
+
+    /// connlab's client on its own reactor, epoll, default (edge) mode.
+    fn block_on<T>(future: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+        reactor::block_on(Backend::Epoll, future)?
+    }
+
+    fn name_of(id: i32, rows: &Rows) -> io::Result<()> {
+        let row = rows
+            .get(0)
+            .ok_or_else(|| io::Error::other(format!("id {id}: no row")))?;
+        check_name(id, row.get::<&str>(0).map_err(io::Error::other)?)
+    }
+
+    pub fn connect_times(url: &str, n: usize) -> io::Result<Vec<f64>> {
+        block_on(async {
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                let conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
+                out.push(t.elapsed().as_secs_f64() * 1e3);
+                conn.close().await.map_err(io::Error::other)?;
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn sequential(url: &str, duration: Duration, ids: &mut Ids) -> io::Result<Sequential> {
+        block_on(async {
+            let mut conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
+            let stmt = conn.prepare(QUERY).await.map_err(io::Error::other)?;
+            let mut latency_us = Vec::new();
+            let cpu0 = own_cpu()?;
+            let start = Instant::now();
+            while start.elapsed() < duration {
+                let id = ids.next();
+                let t = Instant::now();
+                let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                latency_us.push(t.elapsed().as_secs_f64() * 1e6);
+                name_of(id, &rows)?;
+            }
+            let qps = latency_us.len() as f64 / start.elapsed().as_secs_f64();
+            let cpu_us_per_query = cpu_us_per(own_cpu()? - cpu0, latency_us.len());
+            conn.close().await.map_err(io::Error::other)?;
+            Ok(Sequential {
+                latency_us,
+                qps,
+                cpu_us_per_query,
+            })
+        })
+    }
+
+    pub fn pipelined(url: &str, duration: Duration, ids: &mut Ids) -> io::Result<f64> {
+        block_on(async {
+            let mut conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
+            let mut done = 0usize;
+            let start = Instant::now();
+            while start.elapsed() < duration {
+                let batch_ids: Vec<i32> = (0..PIPELINE_DEPTH).map(|_| ids.next()).collect();
+                let params: Vec<[&dyn ToSql; 1]> = batch_ids.iter().map(|id| [id as &dyn ToSql]).collect();
+                let batch: Vec<(&str, &[&dyn ToSql])> = params.iter().map(|p| (QUERY, &p[..])).collect();
+                // One write: Parse/Bind/Describe/Execute × depth, then one Sync.
+                let results = conn.pipeline(&batch).await.map_err(io::Error::other)?;
+                for (id, rows) in batch_ids.iter().zip(results) {
+                    name_of(*id, &rows.map_err(io::Error::other)?)?;
+                    done += 1;
+                }
+            }
+            let qps = done as f64 / start.elapsed().as_secs_f64();
+            conn.close().await.map_err(io::Error::other)?;
+            Ok(qps)
+        })
+    }
 }
 
 // ---------------------------------------------------------------- tokio-postgres
@@ -135,6 +238,7 @@ mod tokio_pg {
             let client = connect(url).await?;
             let stmt = client.prepare(QUERY).await.map_err(io::Error::other)?;
             let mut latency_us = Vec::new();
+            let cpu0 = own_cpu()?;
             let start = Instant::now();
             while start.elapsed() < duration {
                 let id = ids.next();
@@ -145,7 +249,12 @@ mod tokio_pg {
                 check_name(id, name)?;
             }
             let qps = latency_us.len() as f64 / start.elapsed().as_secs_f64();
-            Ok(Sequential { latency_us, qps })
+            let cpu_us_per_query = cpu_us_per(own_cpu()? - cpu0, latency_us.len());
+            Ok(Sequential {
+                latency_us,
+                qps,
+                cpu_us_per_query,
+            })
         })
     }
 
@@ -264,6 +373,7 @@ mod libpq {
         let secs = duration.as_secs().max(1).to_string();
         let log_prefix = scripts.dir.join("log");
         let prefix_arg = format!("--log-prefix={}", log_prefix.display());
+        let cpu0 = connlab_peers::children_cpu()?;
         let report = pgbench(
             cluster,
             &[
@@ -282,7 +392,13 @@ mod libpq {
         )?;
         let qps = report_value(&report, "tps =")?;
         let latency_us = read_logs(&scripts.dir, "log")?;
-        Ok(Sequential { latency_us, qps })
+        // pgbench's whole life, connect included: a slight overestimate.
+        let cpu_us_per_query = cpu_us_per(connlab_peers::children_cpu()? - cpu0, latency_us.len());
+        Ok(Sequential {
+            latency_us,
+            qps,
+            cpu_us_per_query,
+        })
     }
 
     /// Per-transaction latencies from pgbench's `-l` logs (`prefix.PID`),
@@ -312,7 +428,10 @@ mod libpq {
         Ok(out)
     }
 
-    pub fn pipelined(cluster: &Cluster, scripts: &Scripts, duration: Duration) -> io::Result<f64> {
+    /// `-M extended` sends Parse (unnamed), Bind, Describe, Execute per
+    /// query, as connlab's `pipeline` does; `-M prepared` only Bind and
+    /// Execute of a statement parsed once.
+    pub fn pipelined(cluster: &Cluster, scripts: &Scripts, duration: Duration, mode: &str) -> io::Result<f64> {
         let secs = duration.as_secs().max(1).to_string();
         let report = pgbench(
             cluster,
@@ -321,7 +440,7 @@ mod libpq {
                 "-c",
                 "1",
                 "-M",
-                "prepared",
+                mode,
                 "-f",
                 &scripts.path("pipeline.sql"),
                 "-T",
@@ -358,8 +477,14 @@ fn main() -> io::Result<()> {
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
+    if let Some(secs) = connlab_peers::opt_arg::<u64>("--serve") {
+        // No benchmark: keep the server up for poking at by hand (psql, pgbench).
+        println!("{url}  (up for {secs} s)");
+        std::thread::sleep(Duration::from_secs(secs.min(3600)));
+        return Ok(());
+    }
     let scripts = libpq::Scripts::write()?;
-    let mut clients = vec![Client::TokioPostgres];
+    let mut clients = vec![Client::Connlab, Client::TokioPostgres];
     if libpq::available() {
         clients.push(Client::Libpq);
     } else {
@@ -373,10 +498,14 @@ fn main() -> io::Result<()> {
     );
 
     let mut ids = Ids(0x9E37_79B9_7F4A_7C15);
-    // Warm the server's caches (catalog, the users pages) so round 1 is not special.
-    tokio_pg::sequential(&url, Duration::from_millis(300), &mut ids)?;
+    // Warm the server's caches (catalog, the users pages) and each client's
+    // code paths so round 1 is not special.
+    let warm = Duration::from_millis(300);
+    connlab_pg::sequential(&url, warm, &mut ids)?;
+    tokio_pg::sequential(&url, warm, &mut ids)?;
 
     let mut results: Vec<Results> = clients.iter().map(|_| Results::default()).collect();
+    let mut libpq_prepared_pipeline = Vec::new();
     let mut shuffler = Shuffler::from_env_or_clock();
     for round in 1..=rounds {
         let mut order: Vec<usize> = (0..clients.len()).collect();
@@ -385,7 +514,11 @@ fn main() -> io::Result<()> {
             let client = clients[i];
             let r = &mut results[i];
             let (connect, seq, pipe) = match client {
-                Client::Connlab => unreachable!("connlab's side is not wired yet"),
+                Client::Connlab => (
+                    connlab_pg::connect_times(&url, connects)?,
+                    connlab_pg::sequential(&url, duration, &mut ids)?,
+                    connlab_pg::pipelined(&url, pipe_duration, &mut ids)?,
+                ),
                 Client::TokioPostgres => (
                     tokio_pg::connect_times(&url, connects)?,
                     tokio_pg::sequential(&url, duration, &mut ids)?,
@@ -394,23 +527,34 @@ fn main() -> io::Result<()> {
                 Client::Libpq => (
                     vec![libpq::connect_mean_ms(&cluster, &scripts, connects)?],
                     libpq::sequential(&cluster, &scripts, duration)?,
-                    libpq::pipelined(&cluster, &scripts, pipe_duration)?,
+                    libpq::pipelined(&cluster, &scripts, pipe_duration, "extended")?,
                 ),
             };
             println!(
-                "round {round}  {:<16} connect {:>6.2} ms  sequential {:>7} q/s  pipelined {:>7} q/s",
+                "round {round}  {:<16} connect {:>6.2} ms  sequential {:>7} q/s ({:.1} µs client CPU/q)  pipelined {:>7} q/s",
                 client.label(),
                 median(&connect),
                 fmt_rate(seq.qps),
+                seq.cpu_us_per_query,
                 fmt_rate(pipe)
             );
             r.connect_ms.extend(connect);
             r.latency_us.extend(seq.latency_us);
             r.sequential_qps.push(seq.qps);
+            r.cpu_us_per_query.push(seq.cpu_us_per_query);
             r.pipelined_qps.push(pipe);
+            if client == Client::Libpq {
+                libpq_prepared_pipeline.push(libpq::pipelined(&cluster, &scripts, pipe_duration, "prepared")?);
+            }
         }
     }
     report(&clients, &mut results);
+    if !libpq_prepared_pipeline.is_empty() {
+        println!(
+            "libpq pipelined with -M prepared (Bind/Execute only, no Parse or Describe per query): {} q/s (median)",
+            fmt_rate(median(&libpq_prepared_pipeline))
+        );
+    }
     Ok(())
 }
 
@@ -421,6 +565,7 @@ fn report(clients: &[Client], results: &mut [Results]) {
         "sequential p50 (µs)",
         "p99 (µs)",
         "sequential q/s",
+        "client CPU µs/query",
         "pipelined q/s",
     ]);
     for (client, r) in clients.iter().zip(results.iter_mut()) {
@@ -432,6 +577,7 @@ fn report(clients: &[Client], results: &mut [Results]) {
             format!("{:.1}", percentile(&r.latency_us, 50.0)),
             format!("{:.1}", percentile(&r.latency_us, 99.0)),
             fmt_rate(median(&r.sequential_qps)),
+            format!("{:.1}", median(&r.cpu_us_per_query)),
             fmt_rate(median(&r.pipelined_qps)),
         ]);
     }
