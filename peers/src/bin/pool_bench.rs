@@ -14,19 +14,26 @@
 //! 2. **pooled throughput**: `TASKS` tasks on a pool of `POOL_SIZE`, each
 //!    looping acquire → prepared `SELECT name FROM users WHERE id = $1` →
 //!    release, for `--secs`; rounds interleaved, median queries/s.
-//! 3. **pooled vs unpooled**: the same 8 tasks, but each query on a fresh
-//!    connection (TCP connect, startup, SCRAM, query, Terminate, close);
-//!    queries/s, the ratio, and the TIME_WAIT sockets the unpooled run left
-//!    behind (counted in `/proc/net/tcp`).
+//! 3. **pooled vs unpooled**, connlab alone: the same 8 tasks, but each
+//!    query on a fresh `pg::Connection` (TCP connect, startup, SCRAM,
+//!    query, Terminate, close); queries/s, the ratio, and the TIME_WAIT
+//!    sockets the unpooled run left behind (counted in `/proc/net/tcp`).
 //! 4. **where the unpooled time goes**: a TCP handshake alone, a
 //!    connection with `trust` auth (the backend fork and its start-up, no
 //!    password), and one with SCRAM-SHA-256 (the same plus PBKDF2's 4096
 //!    HMAC-SHA-256 rounds on the client and the exchange's extra round
-//!    trips); medians of `CONNECTS` each.
+//!    trips); medians of `CONNECTS` each, on connlab's client, whose
+//!    `timings()` split each connect into the TCP handshake and the rest.
+//!
+//! Both pools are configured alike: 8 connections opened before timing, no
+//! validation round trip on a hot connection (deadpool's `Fast` recycling;
+//! connlab's default `OnAcquire` skips the ping for a connection used in
+//! the last 500 ms, which under load is every one), and each task reuses a
+//! statement prepared once per connection (deadpool's `prepare_cached`; a
+//! per-connection map here, connlab having no statement cache).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use connlab::pg::cluster::{Cluster, TRUST};
@@ -46,16 +53,18 @@ const BATCH: usize = 1000;
 /// Batches in the uncontended measurement (200 × 1000 × ~300 ns ≈ 60 ms).
 const BATCHES: usize = 200;
 /// Fresh connections per kind in the breakdown.
-const CONNECTS: usize = 20;
+const CONNECTS: usize = 30;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Contestant {
+    Connlab,
     Deadpool,
 }
 
 impl Contestant {
     fn label(self) -> &'static str {
         match self {
+            Contestant::Connlab => "connlab",
             Contestant::Deadpool => "deadpool-postgres",
         }
     }
@@ -154,66 +163,147 @@ mod deadpool {
     }
 }
 
-// ---------------------------------------------------------------- unpooled, and its parts
+// ---------------------------------------------------------------- connlab
 
-/// Open a tokio-postgres connection and drive it on the current runtime.
-async fn tokio_pg_connect(url: &str) -> io::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(io::Error::other)?;
-    tokio::task::spawn_local(async move {
-        // Ends with Terminate when the client is dropped.
-        if let Err(e) = connection.await {
-            eprintln!("tokio-postgres connection: {e}");
-        }
-    });
-    Ok(client)
-}
+mod connlab_pool {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
 
-/// `TASKS` tasks, each query on a brand-new connection (tokio-postgres).
-fn unpooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
-    let url: Rc<str> = url.into();
-    let local = tokio::task::LocalSet::new();
-    let rt = runtime()?;
-    local.block_on(&rt, async {
-        let start = Instant::now();
-        let deadline = start + duration;
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|task| {
-                let url = url.clone();
-                tokio::task::spawn_local(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < deadline {
-                        let client = tokio_pg_connect(&url).await?;
-                        let id = id_for(task, n);
-                        let row = client.query_one(QUERY, &[&id]).await.map_err(io::Error::other)?;
-                        check_row(id, row.get(0))?;
-                        n += 1;
-                    }
-                    Ok::<u64, io::Error>(n)
+    use connlab::pg::connection::Statement;
+    use connlab::pg::Connection;
+    use connlab::poller::Backend;
+    use connlab::pool::pg::PgManager;
+    use connlab::pool::{Config, Pool};
+    use connlab::reactor;
+
+    fn block_on<T>(future: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+        reactor::block_on(Backend::Epoll, future)?
+    }
+
+    /// A pool of `POOL_SIZE`, all of them open, otherwise as shipped.
+    async fn pool(url: &str) -> io::Result<Pool<PgManager>> {
+        let manager = PgManager::from_url(url).map_err(io::Error::other)?;
+        let config = Config {
+            min_size: POOL_SIZE,
+            max_size: POOL_SIZE,
+            ..Config::default()
+        };
+        Ok(Pool::open(manager, config).await?)
+    }
+
+    pub fn acquire_release_ns(url: &str) -> io::Result<f64> {
+        block_on(async {
+            let pool = pool(url).await?;
+            let mut per_op = Vec::with_capacity(BATCHES);
+            for _ in 0..BATCHES {
+                let t = Instant::now();
+                for _ in 0..BATCH {
+                    let conn = pool.acquire().await?;
+                    drop(std::hint::black_box(conn));
+                }
+                per_op.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+            }
+            Ok(median(&per_op))
+        })
+    }
+
+    pub fn pooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
+        block_on(async {
+            let pool = pool(url).await?;
+            // The statement each connection has prepared, by the pool's id for it.
+            let prepared: Rc<RefCell<HashMap<u64, Rc<Statement>>>> = Rc::default();
+            let start = Instant::now();
+            let deadline = start + duration;
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let (pool, prepared) = (pool.clone(), prepared.clone());
+                    reactor::spawn(async move {
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            let mut conn = pool.acquire().await?;
+                            let known = prepared.borrow().get(&conn.id()).cloned();
+                            let stmt = match known {
+                                Some(stmt) => stmt,
+                                None => {
+                                    let stmt = Rc::new(conn.prepare(QUERY).await.map_err(io::Error::other)?);
+                                    prepared.borrow_mut().insert(conn.id(), stmt.clone());
+                                    stmt
+                                }
+                            };
+                            let id = id_for(task, n);
+                            let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                            let row = rows
+                                .get(0)
+                                .ok_or_else(|| io::Error::other(format!("id {id}: no row")))?;
+                            check_row(id, row.get::<&str>(0).map_err(io::Error::other)?)?;
+                            n += 1;
+                        }
+                        Ok::<u64, io::Error>(n)
+                    })
                 })
-            })
-            .collect();
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.map_err(io::Error::other)??;
-        }
-        Ok(total as f64 / start.elapsed().as_secs_f64())
-    })
-}
+                .collect();
+            let mut total = 0;
+            for t in tasks {
+                total += t.await?;
+            }
+            Ok(total as f64 / start.elapsed().as_secs_f64())
+        })
+    }
 
-/// Median ms of `CONNECTS` connections to `url`, each closed at once.
-fn connect_ms(url: &str) -> io::Result<f64> {
-    let local = tokio::task::LocalSet::new();
-    let rt = runtime()?;
-    local.block_on(&rt, async {
-        let mut ms = Vec::with_capacity(CONNECTS);
-        for _ in 0..CONNECTS {
-            let t = Instant::now();
-            let client = tokio_pg_connect(url).await?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-            drop(client);
-        }
-        Ok(median(&ms))
-    })
+    /// `TASKS` tasks, each query on a brand-new connection, closed after.
+    pub fn unpooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
+        block_on(async {
+            let url: Rc<str> = url.into();
+            let start = Instant::now();
+            let deadline = start + duration;
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let url = url.clone();
+                    reactor::spawn(async move {
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            let mut conn = Connection::connect_url(&url).await.map_err(io::Error::other)?;
+                            let id = id_for(task, n);
+                            let rows = conn.query(QUERY, &[&id]).await.map_err(io::Error::other)?;
+                            let row = rows
+                                .get(0)
+                                .ok_or_else(|| io::Error::other(format!("id {id}: no row")))?;
+                            check_row(id, row.get::<&str>(0).map_err(io::Error::other)?)?;
+                            conn.close().await.map_err(io::Error::other)?;
+                            n += 1;
+                        }
+                        Ok::<u64, io::Error>(n)
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for t in tasks {
+                total += t.await?;
+            }
+            Ok(total as f64 / start.elapsed().as_secs_f64())
+        })
+    }
+
+    /// Medians over `CONNECTS` fresh connections to each URL, each closed
+    /// at once, alternating between them so a noisy moment hurts both
+    /// alike: for each, (whole connect, its TCP handshake part) in ms.
+    pub fn connect_ms(urls: [&str; 2]) -> io::Result<[(f64, f64); 2]> {
+        block_on(async {
+            let mut samples = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+            for _ in 0..CONNECTS {
+                for (url, (total, tcp)) in urls.iter().zip(samples.iter_mut()) {
+                    let t = Instant::now();
+                    let conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
+                    total.push(t.elapsed().as_secs_f64() * 1e3);
+                    tcp.push(conn.timings().connect.as_secs_f64() * 1e3);
+                    conn.close().await.map_err(io::Error::other)?;
+                }
+            }
+            Ok(samples.map(|(total, tcp)| (median(&total), median(&tcp))))
+        })
+    }
 }
 
 /// Median ms of a bare TCP handshake on loopback (connect + accept + close),
@@ -276,7 +366,7 @@ fn main() -> io::Result<()> {
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
-    let contestants = [Contestant::Deadpool];
+    let contestants = [Contestant::Connlab, Contestant::Deadpool];
     println!(
         "pool: one throwaway server on 127.0.0.1:{} (SCRAM-SHA-256); {TASKS} tasks on a pool of {POOL_SIZE}, \
          {rounds} rounds × {secs} s, shuffled",
@@ -287,6 +377,7 @@ fn main() -> io::Result<()> {
     let mut acquire = Table::new(&["pool", "acquire + release, uncontended (ns, median of batches)"]);
     for c in contestants {
         let ns = match c {
+            Contestant::Connlab => connlab_pool::acquire_release_ns(&url)?,
             Contestant::Deadpool => deadpool::acquire_release_ns(&url)?,
         };
         acquire.row(vec![c.label().to_string(), format!("{ns:.0}")]);
@@ -301,6 +392,7 @@ fn main() -> io::Result<()> {
         shuffler.shuffle(&mut order);
         for i in order {
             let q = match contestants[i] {
+                Contestant::Connlab => connlab_pool::pooled_qps(&url, duration)?,
                 Contestant::Deadpool => deadpool::pooled_qps(&url, duration)?,
             };
             println!(
@@ -311,21 +403,26 @@ fn main() -> io::Result<()> {
             qps[i].push(q);
         }
     }
-    let mut pooled = Table::new(&["pool", "pooled q/s (median)"]);
+    let mut pooled = Table::new(&["pool", "pooled q/s (median)", "connlab ÷ this (median of per-round)"]);
     for (c, q) in contestants.iter().zip(&qps) {
-        pooled.row(vec![c.label().to_string(), fmt_rate(median(q))]);
+        let per_round: Vec<f64> = qps[0].iter().zip(q).map(|(a, b)| a / b).collect();
+        pooled.row(vec![
+            c.label().to_string(),
+            fmt_rate(median(q)),
+            fmt_ratio(median(&per_round)),
+        ]);
     }
     println!("\n{}", pooled.render());
 
-    // 3. pooled vs unpooled
+    // 3. pooled vs unpooled, connlab on both sides
     let before = time_wait_count(cluster.port())?;
-    let unpooled = unpooled_qps(&url, duration)?;
+    let unpooled = connlab_pool::unpooled_qps(&url, duration)?;
     let time_wait = time_wait_count(cluster.port())?.saturating_sub(before);
-    let pooled_ref = median(&qps[0]);
-    let mut savings = Table::new(&["", "q/s", "TIME_WAIT sockets left"]);
+    let pooled_connlab = median(&qps[0]);
+    let mut savings = Table::new(&["connlab, 8 tasks", "q/s", "TIME_WAIT sockets left"]);
     savings.row(vec![
-        format!("pooled ({})", contestants[0].label()),
-        fmt_rate(pooled_ref),
+        "pooled (8 connections, reused)".into(),
+        fmt_rate(pooled_connlab),
         "0".into(),
     ]);
     savings.row(vec![
@@ -336,31 +433,41 @@ fn main() -> io::Result<()> {
     println!(
         "{}pooled ÷ unpooled: {}\n",
         savings.render(),
-        fmt_ratio(pooled_ref / unpooled)
+        fmt_ratio(pooled_connlab / unpooled)
     );
 
     // 4. where the unpooled time goes
-    let tcp = tcp_handshake_ms()?;
-    let trust = connect_ms(&cluster.url_for(&TRUST))?;
-    let scram = connect_ms(&url)?;
-    let mut parts = Table::new(&["one fresh connection", "median ms", "what it adds"]);
-    parts.row(vec![
-        "TCP handshake alone (own listener)".into(),
-        format!("{tcp:.3}"),
-        "SYN, SYN-ACK, ACK; accept".into(),
+    let tcp_alone = tcp_handshake_ms()?;
+    let [(trust, trust_tcp), (scram, scram_tcp)] = connlab_pool::connect_ms([&cluster.url_for(&TRUST), &url])?;
+    let mut parts = Table::new(&[
+        "one fresh connection (median)",
+        "ms",
+        "of which TCP connect",
+        "what it adds",
     ]);
     parts.row(vec![
-        "connect + startup, trust auth".into(),
+        "TCP handshake to our own listener".into(),
+        format!("{tcp_alone:.3}"),
+        format!("{tcp_alone:.3}"),
+        "SYN, SYN-ACK, ACK: no process is created".into(),
+    ]);
+    parts.row(vec![
+        "PostgreSQL, trust login".into(),
         format!("{trust:.3}"),
+        format!("{trust_tcp:.3}"),
         format!(
-            "{:.3} ms: postmaster forks a backend, it starts up, ParameterStatus × ~14",
-            trust - tcp
+            "+{:.3} ms: the postmaster forks a backend, which starts up and reports its settings",
+            trust - tcp_alone
         ),
     ]);
     parts.row(vec![
-        "connect + startup, SCRAM-SHA-256".into(),
+        "PostgreSQL, SCRAM-SHA-256".into(),
         format!("{scram:.3}"),
-        format!("{:.3} ms: PBKDF2 (4096 rounds) + 2 more round trips", scram - trust),
+        format!("{scram_tcp:.3}"),
+        format!(
+            "+{:.3} ms more: PBKDF2 (4096 HMAC-SHA-256 rounds) and two more round trips",
+            scram - trust
+        ),
     ]);
     println!("{}", parts.render());
     Ok(())
