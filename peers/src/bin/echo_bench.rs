@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! cargo build --release -p connlab-peers
-//! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 2 --conns 50 --strace --no-syscalls]
+//! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 1.5 --conns 50 --strace --no-syscalls]
 //! cargo run --release -p connlab-peers --bin echo_bench -- --against 127.0.0.1:PORT   # load only, to profile a server
 //! ```
 //!
-//! What you will see (about 40 s): one line per run, then a table of
+//! What you will see (about 50 s): one line per run, then a table of
 //! medians — messages per second, server CPU µs per message — and the
 //! median of the per-round ratios connlab/mio and connlab/tokio; then, if
 //! `strace` is installed, syscalls per echoed message for each server.
@@ -54,15 +54,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Warm-up per server before the measured rounds (page faults, caches).
 const WARMUP: Duration = Duration::from_millis(300);
 
-/// The contestants: (label, binary). connlab's is first so the ratios read
-/// "connlab / peer". The last is a control, not a contestant: mio's server
-/// rewritten on connlab's poller, no reactor (see `echo_connlab_poller.rs`).
-const SERVERS: [(&str, &str); 4] = [
-    ("connlab (reactor, epoll)", "echo_connlab"),
-    ("mio", "echo_mio"),
-    ("tokio (current-thread)", "echo_tokio"),
-    ("control: connlab poller, no reactor", "echo_connlab_poller"),
+/// The contestants: (label, binary, arguments). connlab's is first so the
+/// ratios read "connlab ÷ peer". The last two are controls, not
+/// contestants: connlab's server made to read until `EAGAIN` like a
+/// textbook edge-triggered loop (what the reactor's short-read shortcut
+/// saves), and mio's server rewritten on connlab's poller with no reactor
+/// (see `echo_connlab_poller.rs`).
+const SERVERS: [(&str, &str, &[&str]); 5] = [
+    ("connlab (reactor, epoll)", "echo_connlab", &[]),
+    ("mio", "echo_mio", &[]),
+    ("tokio (current-thread)", "echo_tokio", &[]),
+    (
+        "control: connlab, read to EAGAIN",
+        "echo_connlab",
+        &["--drain-to-eagain"],
+    ),
+    ("control: connlab poller, no reactor", "echo_connlab_poller", &[]),
 ];
+
+/// The syscall-counting run is one per server and only needs a count.
+const SYSCALL_RUN: Duration = Duration::from_secs(1);
 
 struct Client {
     stream: TcpStream,
@@ -355,7 +366,7 @@ fn tool_available(tool: &str) -> bool {
 
 fn main() -> io::Result<()> {
     let rounds: usize = connlab_peers::arg("--rounds", 5);
-    let secs: f64 = connlab_peers::arg("--secs", 2.0);
+    let secs: f64 = connlab_peers::arg("--secs", 1.5);
     let conns: usize = connlab_peers::arg("--conns", 50);
     let duration = Duration::from_secs_f64(secs.clamp(0.1, 30.0));
     if let Some(addr) = connlab_peers::opt_arg::<SocketAddr>("--against") {
@@ -367,8 +378,8 @@ fn main() -> io::Result<()> {
     }
 
     let mut servers = Vec::new();
-    for (label, bin) in SERVERS {
-        match ServerProcess::start(bin, &[]) {
+    for (label, bin, args) in SERVERS {
+        match ServerProcess::start(bin, args) {
             Ok(s) => servers.push((label, s)),
             Err(e) => eprintln!("skipping {label}: {e}"),
         }
@@ -409,7 +420,7 @@ fn main() -> io::Result<()> {
         "server CPU µs/msg (median)",
         "connlab ÷ this (msgs/s)",
     ]);
-    let connlab = servers.iter().position(|(_, s)| s.name == "echo_connlab");
+    let connlab = servers.iter().position(|(label, _)| *label == SERVERS[0].0);
     for (i, (label, _)) in servers.iter().enumerate() {
         let rate = median(&results[i].iter().map(Run::per_second).collect::<Vec<_>>());
         let cpu = median(&results[i].iter().map(Run::cpu_us_per_msg).collect::<Vec<_>>());
@@ -455,10 +466,13 @@ fn main() -> io::Result<()> {
         Counter::Perf => "perf stat on the syscall tracepoints",
         Counter::Strace => "strace -c -f (ptrace slows the server and hides EAGAIN reads)",
     };
-    println!("\nsyscalls per echoed message ({how}; one {secs} s run per server):");
+    println!(
+        "\nsyscalls per echoed message ({how}; one {} s run per server):",
+        SYSCALL_RUN.as_secs_f64()
+    );
     let mut table = Table::new(&["server", "messages", "syscalls/msg", "EAGAIN/msg", "per message"]);
     for (label, s) in &servers {
-        match syscall_run(counter, s, conns, duration) {
+        match syscall_run(counter, s, conns, SYSCALL_RUN) {
             Ok((messages, rows)) => {
                 let m = messages.max(1) as f64;
                 let (total, mut eagain) = rows.iter().find(|r| r.0 == "total").map_or((0, 0), |r| (r.1, r.2));

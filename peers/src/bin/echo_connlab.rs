@@ -4,8 +4,11 @@
 //! then `write_all`, on epoll in the reactor's default mode (edge).
 //!
 //! Run by `echo_bench`; on its own:
-//! `cargo run --release -p connlab-peers --bin echo_connlab -- [--backend epoll|poll|select] [--mode edge|level|oneshot]`
+//! `cargo run --release -p connlab-peers --bin echo_connlab -- [--backend epoll|poll|select] [--mode edge|level|oneshot] [--drain-to-eagain]`
 //! prints `LISTENING 127.0.0.1:<port>` and echoes until killed.
+//! `--drain-to-eagain` turns off the reactor's "a short read means the
+//! queue is drained" shortcut, so every drain ends in a `read` that fails
+//! with `EAGAIN`, as mio's users and the textbook edge-triggered loop do.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ const BACKLOG: i32 = 1024;
 fn main() -> io::Result<()> {
     let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
     let backend: Backend = connlab_peers::arg("--backend", Backend::Epoll);
-    let mut config = Config::new(backend);
+    let mut config = Config::new(backend).short_read_means_drained(!connlab_peers::flag("--drain-to-eagain"));
     match connlab_peers::opt_arg::<String>("--mode").as_deref() {
         None => {}
         Some("edge") => config = config.mode(Mode::Edge),
