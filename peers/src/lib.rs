@@ -68,6 +68,40 @@ pub fn children_cpu() -> io::Result<Duration> {
     stat_cpu(std::process::id(), CUTIME_FIELD)
 }
 
+/// CPU time the whole machine has spent busy so far, every CPU summed:
+/// the first line of `/proc/stat` (proc(5)), all columns but `idle` and
+/// `iowait`. Around a run, it catches work done by processes we did not
+/// start and cannot name, such as the PostgreSQL backends a server forks.
+pub fn machine_busy_cpu() -> io::Result<Duration> {
+    const IDLE_COLUMNS: [usize; 2] = [3, 4];
+    // `guest` and `guest_nice` (columns 8 and 9) are already counted in `user` and `nice`.
+    const FIRST_GUEST_COLUMN: usize = 8;
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat: no `cpu` line"))?;
+    let mut ticks = 0u64;
+    for (i, field) in line.split_ascii_whitespace().skip(1).enumerate() {
+        if i >= FIRST_GUEST_COLUMN {
+            break;
+        }
+        if !IDLE_COLUMNS.contains(&i) {
+            ticks += field
+                .parse::<u64>()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/stat: bad field {field:?}")))?;
+        }
+    }
+    Ok(ticks_to_duration(ticks))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions; it only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0).unwrap_or(100);
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+}
+
 /// proc(5) numbers the fields of `/proc/<pid>/stat` from 1.
 const UTIME_FIELD: usize = 14;
 const CUTIME_FIELD: usize = 16;
@@ -91,10 +125,7 @@ fn stat_cpu(pid: u32, first: usize) -> io::Result<Duration> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: field {first}")))
     };
     let ticks = next_ticks()? + next_ticks()?;
-    // SAFETY: sysconf has no preconditions; it only reads a constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0).unwrap_or(100);
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+    Ok(ticks_to_duration(ticks))
 }
 
 /// A small seeded pseudo-random sequence (xorshift64*), enough to shuffle
@@ -349,6 +380,7 @@ mod tests {
     fn own_and_childrens_cpu_time_are_readable() {
         assert!(process_cpu(std::process::id()).is_ok());
         assert!(children_cpu().is_ok());
+        assert!(machine_busy_cpu().is_ok());
     }
 
     #[test]

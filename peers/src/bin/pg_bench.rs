@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p connlab-peers
-//! cargo run --release -p connlab-peers --bin pg_bench [-- --rounds 3 --secs 2 --connects 10]
+//! cargo run --release -p connlab-peers --bin pg_bench [-- --rounds 5 --secs 1 --connects 10]
 //! cargo run --release -p connlab-peers --bin pg_bench -- --serve 600   # just the server, to poke at by hand
 //! ```
 //!
@@ -469,8 +469,11 @@ fn check_name(id: i32, name: &str) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let rounds: usize = connlab_peers::arg("--rounds", 3);
-    let secs: f64 = connlab_peers::arg("--secs", 2.0);
+    // Many short rounds rather than a few long ones: on this shared machine
+    // a round trip's cost jumps between two regimes for seconds at a time
+    // (see docs/comparisons.md), and a median needs many samples of each.
+    let rounds: usize = connlab_peers::arg("--rounds", 5);
+    let secs: f64 = connlab_peers::arg("--secs", 1.0);
     let connects: usize = connlab_peers::arg("--connects", 10);
     let duration = Duration::from_secs_f64(secs.clamp(1.0, 30.0));
     let pipe_duration = Duration::from_secs_f64((secs * PIPELINE_SECS_FRACTION).clamp(1.0, 30.0));

@@ -53,7 +53,7 @@ const BATCH: usize = 1000;
 /// Batches in the uncontended measurement (200 × 1000 × ~300 ns ≈ 60 ms).
 const BATCHES: usize = 200;
 /// Fresh connections per kind in the breakdown.
-const CONNECTS: usize = 30;
+const CONNECTS: usize = 50;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Contestant {
@@ -342,6 +342,11 @@ fn time_wait_count(port: u16) -> io::Result<usize> {
         .count())
 }
 
+/// This process's CPU time.
+fn own_cpu() -> io::Result<Duration> {
+    connlab_peers::process_cpu(std::process::id())
+}
+
 /// The fixture row 42 is 'Alice'; every other id `i` is `user i`.
 fn check_row(id: i32, name: &str) -> io::Result<()> {
     let ok = if id == 42 {
@@ -414,26 +419,47 @@ fn main() -> io::Result<()> {
     }
     println!("\n{}", pooled.render());
 
-    // 3. pooled vs unpooled, connlab on both sides
+    // 3. pooled vs unpooled, connlab on both sides, with the CPU each
+    // query costs this process (the client) and the rest of the machine
+    // (the server: postmaster, backends; and whatever else runs here).
+    let measured = |run: &dyn Fn() -> io::Result<f64>| -> io::Result<(f64, f64, f64)> {
+        let (own0, all0) = (own_cpu()?, connlab_peers::machine_busy_cpu()?);
+        let started = Instant::now();
+        let qps = run()?;
+        let queries = qps * started.elapsed().as_secs_f64();
+        let (own, all) = (own_cpu()? - own0, connlab_peers::machine_busy_cpu()? - all0);
+        let per_query_us = |d: Duration| d.as_secs_f64() * 1e6 / queries.max(1.0);
+        Ok((qps, per_query_us(own), per_query_us(all.saturating_sub(own))))
+    };
+    let (pooled, pooled_client, pooled_rest) = measured(&|| connlab_pool::pooled_qps(&url, duration))?;
     let before = time_wait_count(cluster.port())?;
-    let unpooled = connlab_pool::unpooled_qps(&url, duration)?;
+    let (unpooled, unpooled_client, unpooled_rest) = measured(&|| connlab_pool::unpooled_qps(&url, duration))?;
     let time_wait = time_wait_count(cluster.port())?.saturating_sub(before);
-    let pooled_connlab = median(&qps[0]);
-    let mut savings = Table::new(&["connlab, 8 tasks", "q/s", "TIME_WAIT sockets left"]);
+    let mut savings = Table::new(&[
+        "connlab, 8 tasks",
+        "q/s",
+        "client CPU µs/query",
+        "rest of machine CPU µs/query",
+        "TIME_WAIT sockets left",
+    ]);
     savings.row(vec![
         "pooled (8 connections, reused)".into(),
-        fmt_rate(pooled_connlab),
+        fmt_rate(pooled),
+        format!("{pooled_client:.0}"),
+        format!("{pooled_rest:.0}"),
         "0".into(),
     ]);
     savings.row(vec![
         "unpooled (new connection per query)".into(),
         fmt_rate(unpooled),
+        format!("{unpooled_client:.0}"),
+        format!("{unpooled_rest:.0}"),
         time_wait.to_string(),
     ]);
     println!(
         "{}pooled ÷ unpooled: {}\n",
         savings.render(),
-        fmt_ratio(pooled_connlab / unpooled)
+        fmt_ratio(pooled / unpooled)
     );
 
     // 4. where the unpooled time goes
