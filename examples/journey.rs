@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::inspect::{self, TcpState};
-use connlab::pg::cluster::Cluster;
+use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::tap::{self, Direction, WireRecord};
 use connlab::pg::connection::{Connection, Endpoint};
@@ -142,27 +142,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a cluster of our own
-/// (returned so that it lives, and is removed, with `main`).
+/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
+/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    if let Some(url) = url.or_else(|| std::env::var("DATABASE_URL").ok()) {
-        println!("server: {url:?} (from --url / DATABASE_URL)");
-        return Ok((PgConfig::from_url(&url).map_err(|e| e.to_string())?, None));
-    }
-    let pg_vars = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"];
-    if pg_vars.iter().any(|v| std::env::var_os(v).is_some()) {
-        println!("server: from the PG* environment variables");
-        return Ok((PgConfig::from_env().map_err(|e| e.to_string())?, None));
-    }
-    let t = Instant::now();
-    let cluster = Cluster::start().map_err(|e| format!("could not start a throwaway PostgreSQL: {e}"))?;
-    println!(
-        "server: a throwaway PostgreSQL on 127.0.0.1:{} (initdb + start took {}; removed on exit)",
-        cluster.port(),
-        show(t.elapsed())
-    );
-    let config = PgConfig::from_url(&cluster.url()).map_err(|e| e.to_string())?;
-    Ok((config, Some(cluster)))
+    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    println!("server: {chosen}");
+    Ok((chosen.config, chosen.cluster))
 }
 
 async fn run(args: &Args, pg: &PgConfig) -> Result<(), String> {

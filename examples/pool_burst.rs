@@ -40,7 +40,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::Cluster;
+use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config as PgConfig;
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
@@ -94,20 +94,13 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a cluster of our own
-/// (returned so it lives until the end).
+/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
+/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    if let Some(url) = url.or_else(|| std::env::var("DATABASE_URL").ok()) {
-        return Ok((PgConfig::from_url(&url).map_err(|e| e.to_string())?, None));
-    }
-    let pg_vars = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"];
-    if pg_vars.iter().any(|v| std::env::var_os(v).is_some()) {
-        return Ok((PgConfig::from_env().map_err(|e| e.to_string())?, None));
-    }
-    println!("No --url, DATABASE_URL or PG* variables: starting a throwaway PostgreSQL ...");
-    let cluster = Cluster::start().map_err(|e| format!("could not start a local PostgreSQL: {e}"))?;
-    let config = PgConfig::from_url(&cluster.url()).map_err(|e| e.to_string())?;
-    Ok((config, Some(cluster)))
+    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    println!("server: {chosen}");
+    Ok((chosen.config, chosen.cluster))
 }
 
 /// One point of the timeline.

@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::Cluster;
+use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config;
 use connlab::pg::connection::{Connection, Rows};
 use connlab::poller::Backend;
@@ -64,26 +64,13 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a cluster of our own.
-/// The cluster is returned too: it lives until the program ends.
+/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
+/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(Config, Option<Cluster>), String> {
-    let url = url.or_else(|| std::env::var("DATABASE_URL").ok());
-    if let Some(url) = url {
-        return Ok((Config::from_url(&url).map_err(|e| e.to_string())?, None));
-    }
-    let pg_vars = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"];
-    if pg_vars.iter().any(|v| std::env::var_os(v).is_some()) {
-        return Ok((Config::from_env().map_err(|e| e.to_string())?, None));
-    }
-    let started = Instant::now();
-    let cluster = Cluster::start().map_err(|e| format!("no --url, DATABASE_URL or PG* variables, so: {e}"))?;
-    println!(
-        "(no --url, DATABASE_URL or PG* variables: started a throwaway PostgreSQL in {}, port {})\n",
-        ms(started.elapsed()),
-        cluster.port()
-    );
-    let config = Config::from_url(&cluster.url()).map_err(|e| e.to_string())?;
-    Ok((config, Some(cluster)))
+    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    println!("server: {chosen}");
+    Ok((chosen.config, chosen.cluster))
 }
 
 fn main() -> ExitCode {
