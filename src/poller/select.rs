@@ -208,11 +208,10 @@ impl Poller for Select {
             let nfds = max_fd + 1;
             let mut tv = remaining.map(timeval);
             let tv_ptr = tv.as_mut().map_or(std::ptr::null_mut(), |tv| tv as *mut libc::timeval);
-            // SAFETY: both sets are valid fd_sets the kernel may read and
-            // overwrite; a null exceptfds is allowed; tv_ptr is null or points
-            // to a timeval that lives across the call (Linux writes the time
-            // left into it, which we ignore: the deadline lives in
-            // wait_retrying_eintr).
+            // Linux writes the time left into *tv_ptr; we ignore it, because
+            // the deadline lives in wait_retrying_eintr.
+            // SAFETY: both sets are valid fd_sets the kernel may read and overwrite;
+            // a null exceptfds is allowed; tv_ptr is null or points to a live timeval.
             let ret = unsafe { libc::select(nfds, &mut read_set, &mut write_set, std::ptr::null_mut(), tv_ptr) };
             let micros = remaining.map_or(-1, |d| d.as_micros() as i128);
             let ret = cvt(ret, "select", format_args!("nfds {nfds}, timeout {micros} us"))?;
