@@ -128,6 +128,53 @@ fn stat_cpu(pid: u32, first: usize) -> io::Result<Duration> {
     Ok(ticks_to_duration(ticks))
 }
 
+/// Pin a process (all its threads, and the children it forks from now on)
+/// to one CPU, with `taskset -a -p -c` from util-linux.
+///
+/// Why the comparisons pin: on this 2-vCPU virtual machine a ping-pong
+/// between two processes costs about three times more when the scheduler
+/// puts them on different CPUs (each wake-up of the other, idle, vCPU is
+/// an inter-processor interrupt that traps to the hypervisor) than when
+/// it puts them on the same one, and it changes its mind every few
+/// seconds. Unpinned, a run measures where the scheduler put things more
+/// than which client is faster. Pinned, every contestant gets the same
+/// placement.
+pub fn pin_to_cpu(pid: u32, cpu: usize) -> io::Result<()> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "taskset -a -p -c {cpu} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Where the comparisons put things: this process (the load generator or
+/// client, and any `pgbench` it starts) on CPU 0, the server on CPU 1; or
+/// everything on CPU 0 with `--same-cpu`. Returns a line describing what
+/// was done, for the report; pinning is skipped (and said so) on a
+/// one-CPU machine or where `taskset` is missing.
+pub fn pin_client_and_server(server_pids: &[u32]) -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return "not pinned (one CPU)".to_string();
+    }
+    let same = flag("--same-cpu");
+    let server_cpu = if same { 0 } else { 1 };
+    let result = pin_to_cpu(std::process::id(), 0)
+        .and_then(|()| server_pids.iter().try_for_each(|&pid| pin_to_cpu(pid, server_cpu)));
+    match result {
+        Ok(()) if same => "client and server pinned together on CPU 0 (--same-cpu)".to_string(),
+        Ok(()) => "client pinned to CPU 0, server to CPU 1 (--same-cpu to share one)".to_string(),
+        Err(e) => format!("not pinned ({e})"),
+    }
+}
+
 /// A small seeded pseudo-random sequence (xorshift64*), enough to shuffle
 /// the order of contestants in each round without a `rand` dependency.
 pub struct Shuffler(u64);

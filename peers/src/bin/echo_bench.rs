@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p connlab-peers
-//! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 1.5 --conns 50 --strace --no-syscalls]
+//! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 1.5 --conns 50 --same-cpu --strace --no-syscalls]
 //! cargo run --release -p connlab-peers --bin echo_bench -- --against 127.0.0.1:PORT   # load only, to profile a server
 //! ```
 //!
@@ -23,6 +23,9 @@
 //!   from `/proc/<pid>/stat`) is theirs alone. CPU per message is steadier
 //!   than throughput on a shared machine: it does not care how long the
 //!   server waited for the CPU.
+//! - **Pinned**: the load generator on CPU 0, the servers on CPU 1
+//!   (`--same-cpu`: all on CPU 0), so every server gets the same
+//!   placement; see `connlab_peers::pin_to_cpu` for why it matters here.
 //! - **Interleaved**: every round runs each server once, in a shuffled
 //!   order, so a noisy neighbour hurts everyone alike; ratios are taken
 //!   within a round and their median reported.
@@ -387,10 +390,13 @@ fn main() -> io::Result<()> {
     if servers.is_empty() {
         return Err(io::Error::other("no server could be started"));
     }
+    // Counted before pinning: afterwards this process sees only its own CPU.
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let pids: Vec<u32> = servers.iter().map(|(_, s)| s.pid()).collect();
+    let pinning = connlab_peers::pin_client_and_server(&pids);
     println!(
         "echo: {conns} connections × {MSG_LEN}-byte ping-pong, {rounds} rounds × {secs} s per server, shuffled; \
-         one mio client thread; {} CPUs",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+         one mio client thread; {cpus} CPUs, {pinning}"
     );
     for (label, s) in &servers {
         run(s, conns, WARMUP).map_err(|e| io::Error::other(format!("{label} warm-up: {e}")))?;
@@ -424,7 +430,7 @@ fn main() -> io::Result<()> {
     for (i, (label, _)) in servers.iter().enumerate() {
         let rate = median(&results[i].iter().map(Run::per_second).collect::<Vec<_>>());
         let cpu = median(&results[i].iter().map(Run::cpu_us_per_msg).collect::<Vec<_>>());
-        let ratio = connlab.map_or("—".to_string(), |c| {
+        let ratio = connlab.filter(|&c| c != i).map_or("—".to_string(), |c| {
             let per_round: Vec<f64> = results[c]
                 .iter()
                 .zip(&results[i])

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p connlab-peers
-//! cargo run --release -p connlab-peers --bin pg_bench [-- --rounds 5 --secs 1 --connects 10]
+//! cargo run --release -p connlab-peers --bin pg_bench [-- --rounds 5 --secs 1 --connects 10 --same-cpu]
 //! cargo run --release -p connlab-peers --bin pg_bench -- --serve 600   # just the server, to poke at by hand
 //! ```
 //!
@@ -30,7 +30,10 @@
 //!   printed after the table as the ceiling.
 //!
 //! Every client does each measurement once per round, in a shuffled order;
-//! rounds are repeated and medians taken.
+//! rounds are repeated and medians taken. This process (and pgbench) runs
+//! on CPU 0 and the server on CPU 1, or all on CPU 0 with `--same-cpu`:
+//! the two placements differ by about 3× in round-trip time here (see
+//! `connlab_peers::pin_to_cpu`), so every client must get the same one.
 //!
 //! Needs PostgreSQL's server binaries (see `scripts/install-postgres`) and
 //! `pgbench` (Debian's `postgresql-client` package) for the libpq column,
@@ -75,8 +78,11 @@ impl Client {
 #[derive(Default)]
 struct Results {
     connect_ms: Vec<f64>,
-    /// Per-query latency in µs, every sequential run pooled together.
-    latency_us: Vec<f64>,
+    /// p50 and p99 of each round's per-query latencies, in µs. Per round,
+    /// then the median of those: pooling every query of every round would
+    /// weigh a fast round (more queries) above a slow one.
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
     /// Queries per second, one per round.
     sequential_qps: Vec<f64>,
     /// Client CPU µs per sequential query, one per round.
@@ -486,6 +492,7 @@ fn main() -> io::Result<()> {
         std::thread::sleep(Duration::from_secs(secs.min(3600)));
         return Ok(());
     }
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
     let scripts = libpq::Scripts::write()?;
     let mut clients = vec![Client::Connlab, Client::TokioPostgres];
     if libpq::available() {
@@ -495,7 +502,7 @@ fn main() -> io::Result<()> {
     }
     println!(
         "postgres: one throwaway server on 127.0.0.1:{} (SCRAM-SHA-256); {rounds} rounds, shuffled; \
-         sequential {secs} s, pipelined {} s in batches of {PIPELINE_DEPTH}, {connects} connects per round",
+         sequential {secs} s, pipelined {} s in batches of {PIPELINE_DEPTH}, {connects} connects per round; {pinning}",
         cluster.port(),
         pipe_duration.as_secs_f64()
     );
@@ -542,7 +549,10 @@ fn main() -> io::Result<()> {
                 fmt_rate(pipe)
             );
             r.connect_ms.extend(connect);
-            r.latency_us.extend(seq.latency_us);
+            let mut sorted = seq.latency_us;
+            sorted.sort_by(f64::total_cmp);
+            r.p50_us.push(percentile(&sorted, 50.0));
+            r.p99_us.push(percentile(&sorted, 99.0));
             r.sequential_qps.push(seq.qps);
             r.cpu_us_per_query.push(seq.cpu_us_per_query);
             r.pipelined_qps.push(pipe);
@@ -551,7 +561,7 @@ fn main() -> io::Result<()> {
             }
         }
     }
-    report(&clients, &mut results);
+    report(&clients, &results);
     if !libpq_prepared_pipeline.is_empty() {
         println!(
             "libpq pipelined with -M prepared (Bind/Execute only, no Parse or Describe per query): {} q/s (median)",
@@ -561,7 +571,7 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-fn report(clients: &[Client], results: &mut [Results]) {
+fn report(clients: &[Client], results: &[Results]) {
     let mut table = Table::new(&[
         "client",
         "connect + SCRAM (ms)",
@@ -571,14 +581,13 @@ fn report(clients: &[Client], results: &mut [Results]) {
         "client CPU µs/query",
         "pipelined q/s",
     ]);
-    for (client, r) in clients.iter().zip(results.iter_mut()) {
-        r.latency_us.sort_by(f64::total_cmp);
+    for (client, r) in clients.iter().zip(results) {
         let connect_note = if *client == Client::Libpq { " (mean)" } else { "" };
         table.row(vec![
             client.label().to_string(),
             format!("{:.2}{connect_note}", median(&r.connect_ms)),
-            format!("{:.1}", percentile(&r.latency_us, 50.0)),
-            format!("{:.1}", percentile(&r.latency_us, 99.0)),
+            format!("{:.1}", median(&r.p50_us)),
+            format!("{:.1}", median(&r.p99_us)),
             fmt_rate(median(&r.sequential_qps)),
             format!("{:.1}", median(&r.cpu_us_per_query)),
             fmt_rate(median(&r.pipelined_qps)),
@@ -593,8 +602,8 @@ fn report(clients: &[Client], results: &mut [Results]) {
     let mut ratios = Table::new(&[
         "connlab ÷",
         "connect time",
-        "p50 latency",
-        "p99 latency",
+        "p50 latency (median of per-round)",
+        "p99 latency (median of per-round)",
         "sequential q/s (median of per-round)",
         "pipelined q/s (median of per-round)",
     ]);
@@ -607,8 +616,8 @@ fn report(clients: &[Client], results: &mut [Results]) {
         ratios.row(vec![
             client.label().to_string(),
             fmt_ratio(median(&a.connect_ms) / median(&b.connect_ms)),
-            fmt_ratio(percentile(&a.latency_us, 50.0) / percentile(&b.latency_us, 50.0)),
-            fmt_ratio(percentile(&a.latency_us, 99.0) / percentile(&b.latency_us, 99.0)),
+            fmt_ratio(per_round(&a.p50_us, &b.p50_us)),
+            fmt_ratio(per_round(&a.p99_us, &b.p99_us)),
             fmt_ratio(per_round(&a.sequential_qps, &b.sequential_qps)),
             fmt_ratio(per_round(&a.pipelined_qps, &b.pipelined_qps)),
         ]);

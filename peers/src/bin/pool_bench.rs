@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p connlab-peers
-//! cargo run --release -p connlab-peers --bin pool_bench [-- --rounds 3 --secs 2]
+//! cargo run --release -p connlab-peers --bin pool_bench [-- --rounds 3 --secs 2 --same-cpu]
 //! ```
 //!
 //! What you will see (about 30 s):
@@ -24,6 +24,10 @@
 //!    HMAC-SHA-256 rounds on the client and the exchange's extra round
 //!    trips); medians of `CONNECTS` each, on connlab's client, whose
 //!    `timings()` split each connect into the TCP handshake and the rest.
+//!
+//! This process runs on CPU 0 and the server on CPU 1 (`--same-cpu`: both
+//! on CPU 0), so both pools get the same placement (see
+//! `connlab_peers::pin_to_cpu`).
 //!
 //! Both pools are configured alike: 8 connections opened before timing, no
 //! validation round trip on a hot connection (deadpool's `Fast` recycling;
@@ -372,9 +376,10 @@ fn main() -> io::Result<()> {
     let cluster = Cluster::start()?;
     let url = cluster.url();
     let contestants = [Contestant::Connlab, Contestant::Deadpool];
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
     println!(
         "pool: one throwaway server on 127.0.0.1:{} (SCRAM-SHA-256); {TASKS} tasks on a pool of {POOL_SIZE}, \
-         {rounds} rounds × {secs} s, shuffled",
+         {rounds} rounds × {secs} s, shuffled; {pinning}",
         cluster.port()
     );
 
@@ -409,13 +414,14 @@ fn main() -> io::Result<()> {
         }
     }
     let mut pooled = Table::new(&["pool", "pooled q/s (median)", "connlab ÷ this (median of per-round)"]);
-    for (c, q) in contestants.iter().zip(&qps) {
+    for (i, (c, q)) in contestants.iter().zip(&qps).enumerate() {
         let per_round: Vec<f64> = qps[0].iter().zip(q).map(|(a, b)| a / b).collect();
-        pooled.row(vec![
-            c.label().to_string(),
-            fmt_rate(median(q)),
-            fmt_ratio(median(&per_round)),
-        ]);
+        let ratio = if i == 0 {
+            "—".to_string()
+        } else {
+            fmt_ratio(median(&per_round))
+        };
+        pooled.row(vec![c.label().to_string(), fmt_rate(median(q)), ratio]);
     }
     println!("\n{}", pooled.render());
 
@@ -482,7 +488,7 @@ fn main() -> io::Result<()> {
         format!("{trust:.3}"),
         format!("{trust_tcp:.3}"),
         format!(
-            "+{:.3} ms: the postmaster forks a backend, which starts up and reports its settings",
+            "{:+.3} ms: the postmaster forks a backend, which starts up and reports its settings",
             trust - tcp_alone
         ),
     ]);
@@ -491,7 +497,7 @@ fn main() -> io::Result<()> {
         format!("{scram:.3}"),
         format!("{scram_tcp:.3}"),
         format!(
-            "+{:.3} ms more: PBKDF2 (4096 HMAC-SHA-256 rounds) and two more round trips",
+            "{:+.3} ms vs trust: PBKDF2 (4096 HMAC-SHA-256 rounds) and two more round trips; noisy beside the fork",
             scram - trust
         ),
     ]);
