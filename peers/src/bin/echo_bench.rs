@@ -164,6 +164,7 @@ fn drive(clients: &mut [Client], duration: Duration) -> io::Result<(u64, Duratio
             ));
         }
         poll.poll(&mut events, Some(deadline - now))?;
+        // ANCHOR: pingpong
         for ev in events.iter() {
             let c = &mut clients[ev.token().0];
             if c.written < MSG_LEN {
@@ -199,6 +200,7 @@ fn drive(clients: &mut [Client], duration: Duration) -> io::Result<(u64, Duratio
             }
             last_reply = Instant::now();
         }
+        // ANCHOR_END: pingpong
     }
     Ok((messages, start.elapsed()))
 }

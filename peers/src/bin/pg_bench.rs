@@ -187,6 +187,7 @@ mod connlab_pg {
             let mut done = 0usize;
             let start = Instant::now();
             while start.elapsed() < duration {
+                // ANCHOR: connlab_pipeline
                 let batch_ids: Vec<i32> = (0..PIPELINE_DEPTH).map(|_| ids.next()).collect();
                 let params: Vec<[&dyn ToSql; 1]> = batch_ids.iter().map(|id| [id as &dyn ToSql]).collect();
                 let batch: Vec<(&str, &[&dyn ToSql])> = params.iter().map(|p| (QUERY, &p[..])).collect();
@@ -196,6 +197,7 @@ mod connlab_pg {
                     name_of(*id, &rows.map_err(io::Error::other)?)?;
                     done += 1;
                 }
+                // ANCHOR_END: connlab_pipeline
             }
             let qps = done as f64 / start.elapsed().as_secs_f64();
             conn.close().await.map_err(io::Error::other)?;
