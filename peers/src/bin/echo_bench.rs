@@ -9,8 +9,9 @@
 //!
 //! What you will see (about 50 s): one line per run, then a table of
 //! medians — messages per second, server CPU µs per message — and the
-//! median of the per-round ratios connlab/mio and connlab/tokio; then, if
-//! `strace` is installed, syscalls per echoed message for each server.
+//! median of the per-round ratios connlab/mio and connlab/tokio (and
+//! against two controls, see [`SERVERS`]); then, if `perf` or `strace` is
+//! installed, syscalls per echoed message for each server.
 //!
 //! How it measures:
 //! - **One load generator for everyone**: this process, one thread, a mio
@@ -39,7 +40,7 @@
 //!   divided by messages echoed during that run. The throughput comparison
 //!   needs neither tool; the count is skipped with a note when both are
 //!   missing.
-//!
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

@@ -127,9 +127,9 @@ mod deadpool {
     pub fn pooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
         runtime()?.block_on(async {
             let pool = pool(url)?;
-            // Fill the pool first: a pool's steady state is what we compare.
-            let warm: Vec<_> = futures_free_join(&pool).await?;
-            drop(warm);
+            // Fill the pool first (connlab's `Pool::open` does the same):
+            // a pool's steady state is what we compare.
+            drop(open_all(&pool).await?);
             let start = Instant::now();
             let deadline = start + duration;
             let tasks: Vec<_> = (0..TASKS)
@@ -157,8 +157,8 @@ mod deadpool {
         })
     }
 
-    /// Take `POOL_SIZE` connections at once so the pool opens all of them.
-    async fn futures_free_join(pool: &Pool) -> io::Result<Vec<deadpool_postgres::Object>> {
+    /// Hold `POOL_SIZE` connections at once, so the pool opens all of them.
+    async fn open_all(pool: &Pool) -> io::Result<Vec<deadpool_postgres::Object>> {
         let mut held = Vec::with_capacity(POOL_SIZE);
         for _ in 0..POOL_SIZE {
             held.push(pool.get().await.map_err(io::Error::other)?);
