@@ -106,6 +106,14 @@ pub struct Config {
     pub application_name: Option<String>,
     /// Give up on the TCP handshake after this long (`connect_timeout`, seconds).
     pub connect_timeout: Option<Duration>,
+    /// How many named statements each connection keeps parsed for
+    /// [`query`](crate::pg::Connection::query) (`statement_cache_size`;
+    /// default [`DEFAULT_STATEMENT_CACHE_SIZE`](crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE)).
+    /// `0` turns the cache off: every query then parses the unnamed
+    /// statement, which is what a transaction-mode pooler such as PgBouncer
+    /// needs (the next transaction may run on a backend that never saw our
+    /// Parse).
+    pub statement_cache_size: usize,
 }
 
 impl fmt::Display for Config {
@@ -160,6 +168,7 @@ struct Parts {
     dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Option<String>,
+    statement_cache_size: Option<String>,
 }
 
 impl Config {
@@ -203,6 +212,12 @@ impl Config {
             }
             None => None,
         };
+        let statement_cache_size = match parts.statement_cache_size {
+            Some(text) => text
+                .parse()
+                .map_err(|_| err(format!("statement_cache_size {text:?} is not a count of statements")))?,
+            None => crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE,
+        };
         Ok(Config {
             host,
             port,
@@ -211,6 +226,7 @@ impl Config {
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
             connect_timeout,
+            statement_cache_size,
         })
     }
 
@@ -281,6 +297,7 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
+            "statement_cache_size" => parts.statement_cache_size = Some(value),
             "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
             "sslmode" => return Err(err(format!("sslmode={value}: connlab does not speak TLS (yet)"))),
             other => return Err(err(format!("unknown query parameter {other:?}"))),

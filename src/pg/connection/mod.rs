@@ -41,16 +41,20 @@ use std::time::{Duration, Instant};
 use crate::net::{Stream, TcpStream, UnixStream};
 use crate::pg::auth::{AuthStep, Authenticator};
 use crate::pg::config::{Config, Host};
+use crate::pg::protocol::backend::sqlstate;
 use crate::pg::protocol::backend::Message;
 use crate::pg::protocol::frontend::{self, Target};
 use crate::pg::protocol::{DbError, Format, Oid, TransactionStatus};
 
+mod cache;
 mod error;
 mod rows;
 pub mod tap;
 pub mod types;
 mod wire;
 
+use cache::StatementCache;
+pub use cache::DEFAULT_CAPACITY as DEFAULT_STATEMENT_CACHE_SIZE;
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
@@ -152,7 +156,7 @@ impl CancelToken {
 /// result columns.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    name: String,
+    name: Arc<str>,
     params: Vec<Oid>,
     columns: Arc<[Column]>,
 }
@@ -180,6 +184,8 @@ pub struct Connection {
     /// Outgoing messages are encoded here and sent with one write.
     out: Vec<u8>,
     session: Session,
+    /// SQL → named statements already parsed on this backend.
+    cache: StatementCache,
 }
 
 /// What the server has told us about the session.
@@ -289,6 +295,7 @@ impl Connection {
                 timings: ConnectTimings::default(),
                 next_statement: 0,
             },
+            cache: StatementCache::new(config.statement_cache_size),
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
@@ -424,6 +431,7 @@ impl Connection {
         self.wire.send(&mut self.out).await?;
         let mut results = Vec::new();
         let mut current: Option<Rows> = None;
+        let mut dropped_statements = false;
         let failure = self
             .until_ready(|msg| {
                 match msg {
@@ -434,6 +442,9 @@ impl Connection {
                     },
                     Message::CommandComplete { tag } => {
                         let mut rows = current.take().unwrap_or_else(|| Rows::new(Arc::from([])));
+                        // These drop every prepared statement on the server,
+                        // the statement cache's included.
+                        dropped_statements |= tag == "DISCARD ALL" || tag == "DEALLOCATE ALL";
                         rows.set_tag(tag);
                         results.push(rows);
                     }
@@ -443,6 +454,10 @@ impl Connection {
                 Ok(())
             })
             .await?;
+        if dropped_statements {
+            crate::narrate!("statement cache: the server dropped every statement; forget them all");
+            self.cache.forget_all();
+        }
         match failure {
             Some(db) => Err(db.into()),
             None => Ok(results),
@@ -450,10 +465,29 @@ impl Connection {
     }
 
     /// Run one statement with parameters (`$1`, `$2`, ...) through the
-    /// extended protocol with an unnamed statement: Parse, Bind, Describe,
-    /// Execute, Sync, sent in one write, answered in one round trip.
+    /// extended protocol, answered in one round trip.
+    ///
+    /// With the statement cache on (the default; see
+    /// [`Config::statement_cache_size`]), the first call of a given SQL
+    /// sends Parse + Describe of a *named* statement before
+    /// Bind/Execute/Sync, and every later call sends only
+    /// Bind/Execute/Sync. With it off, each call sends Parse + Bind +
+    /// Describe + Execute + Sync on the unnamed statement. Either way it is
+    /// one write and one round trip.
+    ///
+    /// If the server says a cached statement is stale (a table it reads was
+    /// altered, so "cached plan must not change result type", or it was
+    /// deallocated behind our back) and no transaction is open, the call is
+    /// retried once with a fresh Parse: the failed attempt did nothing.
+    /// Inside a transaction the error is returned (the transaction is
+    /// aborted anyway) and the next call prepares again.
     pub async fn query(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Rows, Error> {
-        let mut results = self.pipeline(&[(sql, params)]).await?;
+        let batch = [Item::Sql(sql, params)];
+        let (mut results, stale) = self.run_batch(&batch).await?;
+        if stale && self.session.status == TransactionStatus::Idle {
+            crate::narrate!("statement cache: retry once with a fresh Parse");
+            results = self.run_batch(&batch).await?.0;
+        }
         results.pop().unwrap_or(Err(Error::Skipped))
     }
 
@@ -464,8 +498,9 @@ impl Connection {
     }
 
     // ANCHOR: pipeline
-    /// Several statements in one batch: Parse/Bind/Describe/Execute for
-    /// each, then ONE Sync, all in one write. The server runs them in
+    /// Several statements in one batch: each one's messages (Parse and
+    /// Describe only if it is not in the statement cache yet, then Bind and
+    /// Execute), then ONE Sync, all in one write. The server runs them in
     /// order as one implicit transaction. If one fails, the server skips
     /// everything up to the Sync: that statement's slot holds its error,
     /// the later ones [`Error::Skipped`], and the earlier ones their rows,
@@ -473,28 +508,131 @@ impl Connection {
     ///
     /// The outer `Err` is for the connection itself (I/O, protocol).
     pub async fn pipeline(&mut self, batch: &[(&str, &[&dyn ToSql])]) -> Result<Vec<Result<Rows, Error>>, Error> {
+        let items: Vec<Item<'_>> = batch.iter().map(|&(sql, params)| Item::Sql(sql, params)).collect();
+        Ok(self.run_batch(&items).await?.0)
+    }
+    // ANCHOR_END: pipeline
+
+    /// A batch over statements prepared with [`prepare`](Self::prepare):
+    /// Bind + Execute for each, one Sync, one write. The cheapest way to
+    /// send many queries: no Parse, no Describe, one round trip. Errors
+    /// behave as in [`pipeline`](Self::pipeline).
+    pub async fn pipeline_prepared(
+        &mut self,
+        batch: &[(&Statement, &[&dyn ToSql])],
+    ) -> Result<Vec<Result<Rows, Error>>, Error> {
+        let items: Vec<Item<'_>> = batch.iter().map(|&(st, params)| Item::Prepared(st, params)).collect();
+        Ok(self.run_batch(&items).await?.0)
+    }
+
+    /// The engine under `query`, `pipeline` and the prepared forms: encode
+    /// a batch, send it in one write, sort the answers. Also says whether a
+    /// cached statement turned out stale.
+    async fn run_batch(&mut self, items: &[Item<'_>]) -> Result<(Vec<Result<Rows, Error>>, bool), Error> {
         self.wire.begin()?;
-        for (sql, params) in batch {
-            let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
-            frontend::parse(&mut self.out, "", sql, &types)?;
-            crate::narrate!("→ Parse \"\" {:?} {types:?}", Short(sql));
-            bind(&mut self.out, "", params)?;
-            frontend::describe(&mut self.out, Target::Portal, "")?;
-            frontend::execute(&mut self.out, "", 0)?;
-            crate::narrate!("→ Describe P \"\" → Execute \"\" 0");
+        let plan = self.plan(items)?;
+        // Statements evicted from the cache are closed at the end of this
+        // batch, before its Sync: no extra round trip. If an error earlier
+        // in the batch makes the server skip them, they are queued again.
+        let closes = self.cache.take_to_close();
+        for name in &closes {
+            frontend::close(&mut self.out, Target::Statement, name)?;
+            crate::narrate!("→ Close S {name:?}");
         }
         frontend::sync(&mut self.out);
         crate::narrate!("→ Sync ({} bytes in one write)", self.out.len());
         self.wire.send(&mut self.out).await?;
 
-        let mut results: Vec<Result<Rows, Error>> = Vec::with_capacity(batch.len());
-        let mut current = Rows::new(Arc::from([]));
-        self.until_ready(|msg| collect(msg, &mut current, &mut results)).await?;
-        results.resize_with(batch.len(), || Err(Error::Skipped));
-        Ok(results)
+        let mut reader = BatchReader::new(plan, items.len());
+        let failure = self.until_ready(|msg| reader.on(msg)).await?;
+        if failure.is_some() && !reader.late_error {
+            self.cache.retry_close(closes);
+        }
+        let stale = self.settle(items, &reader);
+        let mut results = reader.results;
+        results.resize_with(items.len(), || Err(Error::Skipped));
+        Ok((results, stale))
     }
-    // ANCHOR_END: pipeline
 
+    /// Write each item's messages into `self.out` and say, per item, which
+    /// statement it runs and what is known of its columns.
+    fn plan(&mut self, items: &[Item<'_>]) -> Result<Vec<Planned>, Error> {
+        let mut plan: Vec<Planned> = Vec::with_capacity(items.len());
+        for item in items {
+            let planned = match *item {
+                Item::Prepared(st, _) => Planned::known(st.name.clone(), st.columns.clone(), false),
+                Item::Sql(sql, params) => self.plan_sql(sql, params, &plan)?,
+            };
+            bind(&mut self.out, &planned.name, item.params())?;
+            if planned.name.is_empty() {
+                // The unnamed path learns the columns from the portal.
+                frontend::describe(&mut self.out, Target::Portal, "")?;
+            }
+            frontend::execute(&mut self.out, "", 0)?;
+            crate::narrate!("→ Execute \"\" 0");
+            plan.push(planned);
+        }
+        Ok(plan)
+    }
+
+    /// One SQL item: a cache hit (Bind only), a repeat of a statement parsed
+    /// earlier in the same batch, a new named statement (Parse + Describe
+    /// S), or, with the cache off, the unnamed statement.
+    fn plan_sql(&mut self, sql: &str, params: &[&dyn ToSql], earlier: &[Planned]) -> Result<Planned, Error> {
+        let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
+        if !self.cache.enabled() {
+            frontend::parse(&mut self.out, "", sql, &types)?;
+            crate::narrate!("→ Parse \"\" {:?} {types:?}", Short(sql));
+            return Ok(Planned::known(Arc::from(""), Arc::from([]), false));
+        }
+        if let Some(hit) = self.cache.get(sql, &types) {
+            crate::narrate!("statement cache hit: {:?} is {:?}", Short(sql), hit.name);
+            return Ok(Planned::known(hit.name.clone(), hit.columns.clone(), true));
+        }
+        if let Some(first) = earlier.iter().position(|p| p.parses(sql, &types)) {
+            return Ok(Planned {
+                name: earlier[first].name.clone(),
+                columns: None,
+                from_cache: false,
+                parses: None,
+                described_by: Some(first),
+            });
+        }
+        self.session.next_statement += 1;
+        let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
+        frontend::parse(&mut self.out, &name, sql, &types)?;
+        frontend::describe(&mut self.out, Target::Statement, &name)?;
+        crate::narrate!("→ Parse {name:?} {:?} {types:?} → Describe S {name:?}", Short(sql));
+        Ok(Planned {
+            name,
+            columns: None,
+            from_cache: false,
+            parses: Some((sql.to_string(), types)),
+            described_by: None,
+        })
+    }
+
+    /// After a batch: cache the statements the server parsed and described,
+    /// and forget the cached ones it called stale. Returns whether any was.
+    fn settle(&mut self, items: &[Item<'_>], reader: &BatchReader) -> bool {
+        for (i, planned) in reader.plan.iter().enumerate() {
+            if let (Some((sql, types)), Some(columns), true) = (&planned.parses, &reader.described[i], reader.parsed[i])
+            {
+                self.cache
+                    .insert(sql, planned.name.clone(), types.clone(), columns.clone());
+            }
+        }
+        let mut stale = false;
+        for (i, result) in reader.results.iter().enumerate() {
+            if let (Some(Item::Sql(sql, _)), Err(e)) = (items.get(i), result) {
+                if reader.plan[i].from_cache && e.db().is_some_and(is_stale_statement) {
+                    self.cache.invalidate(sql);
+                    stale = true;
+                }
+            }
+        }
+        stale
+    }
     /// Prepare a named statement: Parse, Describe (to learn its parameter
     /// types and result columns), Sync. Reuse it with
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
@@ -502,7 +640,7 @@ impl Connection {
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
         self.wire.begin()?;
         self.session.next_statement += 1;
-        let name = format!("s{}", self.session.next_statement);
+        let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
         frontend::parse(&mut self.out, &name, sql, &[])?;
         frontend::describe(&mut self.out, Target::Statement, &name)?;
         frontend::sync(&mut self.out);
@@ -529,17 +667,10 @@ impl Connection {
 
     // ANCHOR: query_prepared
     /// Run a prepared statement: Bind, Execute, Sync in one write. No
-    /// Describe: the columns are already known from [`prepare`](Self::prepare).
+    /// Parse and no Describe: the columns are already known from
+    /// [`prepare`](Self::prepare).
     pub async fn query_prepared(&mut self, statement: &Statement, params: &[&dyn ToSql]) -> Result<Rows, Error> {
-        self.wire.begin()?;
-        bind(&mut self.out, &statement.name, params)?;
-        frontend::execute(&mut self.out, "", 0)?;
-        frontend::sync(&mut self.out);
-        crate::narrate!("→ Execute \"\" 0 → Sync");
-        self.wire.send(&mut self.out).await?;
-        let mut results = Vec::with_capacity(1);
-        let mut current = Rows::new(statement.columns.clone());
-        self.until_ready(|msg| collect(msg, &mut current, &mut results)).await?;
+        let mut results = self.run_batch(&[Item::Prepared(statement, params)]).await?.0;
         results.pop().unwrap_or(Err(Error::Skipped))
     }
     // ANCHOR_END: query_prepared
@@ -570,6 +701,11 @@ impl Connection {
         frontend::terminate(&mut self.out);
         crate::narrate!("→ Terminate");
         self.wire.send(&mut self.out).await
+    }
+
+    /// How many statements the statement cache holds parsed on the server.
+    pub fn cached_statements(&self) -> usize {
+        self.cache.len()
     }
 
     /// The transaction state from the last ReadyForQuery: idle, in a
@@ -640,29 +776,151 @@ impl AsRawFd for Connection {
     }
 }
 
-/// Sort one extended-protocol message into the statement results: each
-/// statement ends with CommandComplete, EmptyQueryResponse,
-/// PortalSuspended or ErrorResponse.
-fn collect(msg: Message<'_>, current: &mut Rows, results: &mut Vec<Result<Rows, Error>>) -> Result<(), Error> {
-    let finish = |current: &mut Rows| std::mem::replace(current, Rows::new(Arc::from([])));
-    match msg {
-        Message::ParseComplete | Message::BindComplete | Message::NoData => {}
-        Message::RowDescription(desc) => current.set_columns(rows::columns_of(&desc)),
-        Message::DataRow(row) => current.push(&row)?,
-        Message::CommandComplete { tag } => {
-            current.set_tag(tag);
-            results.push(Ok(finish(current)));
-        }
-        Message::EmptyQueryResponse | Message::PortalSuspended => results.push(Ok(finish(current))),
-        Message::ErrorResponse(db) => {
-            finish(current);
-            results.push(Err(db.into()));
-        }
-        other => return Err(unexpected("in an extended query", &other)),
-    }
-    Ok(())
+/// One item of an extended-protocol batch: SQL text (through the statement
+/// cache when it is on) or a statement prepared earlier.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Sql(&'a str, &'a [&'a dyn ToSql]),
+    Prepared(&'a Statement, &'a [&'a dyn ToSql]),
 }
 
+impl<'a> Item<'a> {
+    fn params(&self) -> &'a [&'a dyn ToSql] {
+        match *self {
+            Item::Sql(_, params) | Item::Prepared(_, params) => params,
+        }
+    }
+}
+
+/// What one item of a batch runs.
+struct Planned {
+    /// The statement's name; empty for the unnamed statement.
+    name: Arc<str>,
+    /// The result columns, when known before the answer arrives (a cache
+    /// hit or a prepared statement).
+    columns: Option<Arc<[Column]>>,
+    /// Taken from the cache, so a "stale" error invalidates it.
+    from_cache: bool,
+    /// This item parses a new named statement: the key to cache it under.
+    parses: Option<(String, Vec<Oid>)>,
+    /// An earlier item of the same batch parses and describes this item's
+    /// statement.
+    described_by: Option<usize>,
+}
+
+impl Planned {
+    fn known(name: Arc<str>, columns: Arc<[Column]>, from_cache: bool) -> Planned {
+        Planned {
+            name,
+            columns: Some(columns),
+            from_cache,
+            parses: None,
+            described_by: None,
+        }
+    }
+
+    fn parses(&self, sql: &str, types: &[Oid]) -> bool {
+        self.parses.as_ref().is_some_and(|(s, t)| s == sql && t == types)
+    }
+}
+
+/// Sorts the answers to a batch, item by item. Each item ends with
+/// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse;
+/// after an error the server skips the rest up to the Sync, so fewer
+/// results than items may come back.
+struct BatchReader {
+    plan: Vec<Planned>,
+    results: Vec<Result<Rows, Error>>,
+    current: Rows,
+    /// Per item: ParseComplete arrived, so its named statement exists.
+    parsed: Vec<bool>,
+    /// Per item: the columns its Describe reported (NoData: none).
+    described: Vec<Option<Arc<[Column]>>>,
+    /// An ErrorResponse arrived after every item had finished: one of the
+    /// trailing Close messages failed.
+    late_error: bool,
+}
+
+impl BatchReader {
+    fn new(plan: Vec<Planned>, items: usize) -> BatchReader {
+        let mut reader = BatchReader {
+            plan,
+            results: Vec::with_capacity(items),
+            current: Rows::new(Arc::from([])),
+            parsed: vec![false; items],
+            described: vec![None; items],
+            late_error: false,
+        };
+        reader.start_item();
+        reader
+    }
+
+    /// Give the item about to be answered the columns known for it.
+    fn start_item(&mut self) {
+        let Some(planned) = self.plan.get(self.results.len()) else {
+            return;
+        };
+        let columns = match (&planned.columns, planned.described_by) {
+            (Some(columns), _) => Some(columns.clone()),
+            (None, Some(first)) => self.described[first].clone(),
+            (None, None) => None,
+        };
+        self.current = Rows::new(columns.unwrap_or_else(|| Arc::from([])));
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        let rows = std::mem::replace(&mut self.current, Rows::new(Arc::from([])));
+        self.results.push(result.map(|()| rows));
+        self.start_item();
+    }
+
+    fn on(&mut self, msg: Message<'_>) -> Result<(), Error> {
+        let i = self.results.len();
+        match msg {
+            Message::ParseComplete => {
+                if let Some(parsed) = self.parsed.get_mut(i) {
+                    *parsed = true;
+                }
+            }
+            Message::ParameterDescription(_) | Message::BindComplete | Message::CloseComplete => {}
+            Message::NoData => {
+                if let Some(described) = self.described.get_mut(i) {
+                    *described = Some(Arc::from([]));
+                }
+            }
+            Message::RowDescription(desc) => {
+                let columns = rows::columns_of(&desc);
+                if let Some(described) = self.described.get_mut(i) {
+                    *described = Some(columns.clone());
+                }
+                self.current.set_columns(columns);
+            }
+            Message::DataRow(row) => self.current.push(&row)?,
+            Message::CommandComplete { tag } => {
+                self.current.set_tag(tag);
+                self.finish(Ok(()));
+            }
+            Message::EmptyQueryResponse | Message::PortalSuspended => self.finish(Ok(())),
+            Message::ErrorResponse(db) if i >= self.plan.len() => {
+                crate::narrate!("a trailing Close failed: {}", db.message);
+                self.late_error = true;
+            }
+            Message::ErrorResponse(db) => self.finish(Err(db.into())),
+            other => return Err(unexpected("in an extended query", &other)),
+        }
+        Ok(())
+    }
+}
+
+/// The errors that mean a cached statement no longer fits: its result type
+/// changed under it (`0A000` "cached plan must not change result type",
+/// after an ALTER TABLE), or it no longer exists (`26000`, after a
+/// `DEALLOCATE`, or on another backend behind a transaction pooler).
+fn is_stale_statement(db: &DbError) -> bool {
+    db.code == sqlstate::INVALID_SQL_STATEMENT_NAME
+        || (db.code == sqlstate::FEATURE_NOT_SUPPORTED
+            && db.message.contains("cached plan must not change result type"))
+}
 /// Bind with every parameter in text format and every result in text.
 fn bind(buf: &mut Vec<u8>, statement: &str, params: &[&dyn ToSql]) -> Result<(), Error> {
     frontend::bind(

@@ -150,6 +150,10 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// `53300` too_many_connections.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// `26000` invalid_sql_statement_name: no prepared statement by that name (`DEALLOCATE`d, or another backend).
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// `0A000` feature_not_supported; also "cached plan must not change result type" after an `ALTER TABLE`.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }
 
 /// The transaction state the server reports in every ReadyForQuery.
