@@ -172,6 +172,7 @@ mod deadpool {
 
 mod connlab_pool {
     use super::*;
+    use std::rc::Rc;
 
     use connlab::pg::Connection;
     use connlab::poller::Backend;
