@@ -29,9 +29,9 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::sysctl;
 use connlab::inspect::{self, proc_net::TIMER_TIME_WAIT, TcpState};
 use connlab::sys::{self, socket};
-use common::sysctl;
 
 mod common;
 

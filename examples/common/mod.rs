@@ -196,7 +196,11 @@ impl Args {
         }
         let unknown = self.words.iter().flatten().chain(&self.rest).next().cloned();
         if let Some(word) = unknown {
-            let what = if word.starts_with('-') { "unknown option" } else { "unexpected argument" };
+            let what = if word.starts_with('-') {
+                "unknown option"
+            } else {
+                "unexpected argument"
+            };
             self.fail(format!("{what} {word:?}"));
         }
         if let Some(error) = self.error {
@@ -216,7 +220,10 @@ impl Args {
             .map(|l| format!("{l}\n"))
             .collect();
         text.push_str("\nOptions:\n");
-        let standard = [("-h, --help", "print this help and exit"), ("--version", "print the version and exit")];
+        let standard = [
+            ("-h, --help", "print this help and exit"),
+            ("--version", "print the version and exit"),
+        ];
         let declared = self.options.iter().map(|(s, h)| (s.as_str(), h.as_str()));
         for (spec, help) in declared.filter(|(_, h)| !h.is_empty()).chain(standard) {
             text.push_str(&format!("  {spec:<24} {help}\n"));
@@ -242,6 +249,30 @@ pub fn exit<E: fmt::Display>(name: &str, result: Result<(), E>) -> ExitCode {
             eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A time given on the command line in seconds, fractions allowed
+/// (`--duration 2.5`). Refuses what is not a number, negative, or longer
+/// than [`Seconds::MAX`]: `Duration::from_secs_f64` would panic on a huge
+/// value, and a far deadline overflows `Instant + Duration` in a timer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    /// One year: any longer and it is a typo, not a plan.
+    pub const MAX: f64 = 365.0 * 24.0 * 3600.0;
+}
+
+impl FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Seconds, String> {
+        let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+        if !(0.0..=Seconds::MAX).contains(&secs) {
+            return Err(format!("expected seconds from 0 to {} (a year)", Seconds::MAX));
+        }
+        Ok(Seconds(Duration::from_secs_f64(secs)))
     }
 }
 
@@ -279,8 +310,39 @@ pub fn median(samples: &mut [Duration]) -> Duration {
 /// A sysctl's value from `/proc/sys/<name>` (`net/ipv4/tcp_fin_timeout`),
 /// its words joined by one space; `?` when unreadable.
 pub fn sysctl(name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/sys/{name}"))
-        .map_or_else(|_| "?".to_string(), |s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string(format!("/proc/sys/{name}")).map_or_else(
+        |_| "?".to_string(),
+        |s| s.split_whitespace().collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// A process's resident memory in kB, from `/proc/<pid>/status` (proc(5)).
+pub struct MemoryKb {
+    /// `VmRSS`: everything resident.
+    pub rss: u64,
+    /// `RssAnon`: private memory, the process's own cost.
+    pub anon: u64,
+    /// `RssFile`: mapped files (the binary and its libraries), shared.
+    pub file: u64,
+    /// `RssShmem`: shared memory it has touched (PostgreSQL's shared buffers).
+    pub shmem: u64,
+}
+
+/// [`MemoryKb`] of process `pid`; `None` when the file is unreadable (another
+/// user's process, a remote server) or a line is missing: the file is the
+/// kernel's, but its shape is still checked, not assumed.
+pub fn memory_kb(pid: i32) -> Option<MemoryKb> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(MemoryKb {
+        rss: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+        shmem: field("RssShmem:")?,
+    })
 }
 
 /// The PostgreSQL server an example talks to: `--url`, else `DATABASE_URL`,
@@ -300,7 +362,11 @@ mod tests {
     use super::*;
 
     fn args(words: &[&str]) -> Args {
-        Args::parse("t", "//! t: a test\n//! second line\nfn main() {}", words.iter().map(|w| w.to_string()))
+        Args::parse(
+            "t",
+            "//! t: a test\n//! second line\nfn main() {}",
+            words.iter().map(|w| w.to_string()),
+        )
     }
 
     #[test]
@@ -338,6 +404,14 @@ mod tests {
         let help = a.help();
         assert!(help.starts_with("t: a test\nsecond line\n\nOptions:\n"));
         assert!(help.contains("--trace"));
+    }
+
+    #[test]
+    fn seconds_refuse_what_would_panic() {
+        assert_eq!("2.5".parse::<Seconds>(), Ok(Seconds(Duration::from_millis(2500))));
+        for bad in ["1e19", "-1", "NaN", "inf", "x"] {
+            assert!(bad.parse::<Seconds>().is_err(), "{bad}");
+        }
     }
 
     #[test]
