@@ -65,7 +65,9 @@ fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_server.rs"));
     let parsed = Args {
         backend: args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)"),
-        mode: args.opt::<ModeArg>("--mode M", "edge, level or oneshot").map(|m| m.0),
+        mode: args
+            .opt::<common::ModeArg>("--mode M", "edge, level or oneshot")
+            .map(|m| m.0),
         addr: args.value(
             "--addr IP:PORT",
             SocketAddr::from(([127, 0, 0, 1], 7878)),
@@ -79,22 +81,6 @@ fn parse_args() -> Args {
     };
     args.finish();
     parsed
-}
-
-/// `--mode`'s words.
-struct ModeArg(Mode);
-
-impl std::str::FromStr for ModeArg {
-    type Err = String;
-
-    fn from_str(word: &str) -> Result<ModeArg, String> {
-        match word {
-            "edge" => Ok(ModeArg(Mode::Edge)),
-            "level" => Ok(ModeArg(Mode::Level)),
-            "oneshot" => Ok(ModeArg(Mode::OneShot)),
-            _ => Err("expected edge, level or oneshot".to_string()),
-        }
-    }
 }
 
 /// Completes when a signal arrives or the duration (if any) passes.

@@ -276,6 +276,24 @@ impl FromStr for Seconds {
     }
 }
 
+/// A readiness mode as the command line spells it: `edge`, `level`,
+/// `oneshot` (`--mode edge`).
+pub struct ModeArg(pub connlab::poller::Mode);
+
+impl FromStr for ModeArg {
+    type Err = String;
+
+    fn from_str(word: &str) -> Result<ModeArg, String> {
+        use connlab::poller::Mode;
+        match word {
+            "edge" => Ok(ModeArg(Mode::Edge)),
+            "level" => Ok(ModeArg(Mode::Level)),
+            "oneshot" => Ok(ModeArg(Mode::OneShot)),
+            _ => Err("expected edge, level or oneshot".to_string()),
+        }
+    }
+}
+
 /// A duration in the unit that suits it, to three significant figures:
 /// `850 ns`, `12.3 µs`, `1.25 ms`, `2.00 s`. Every example prints time this
 /// one way, so a reader can compare lines across them.
