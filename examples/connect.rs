@@ -32,7 +32,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::net::{TcpListener, TcpStream};
-use connlab::poller::Backend;
 use connlab::reactor;
 
 mod common;
@@ -44,7 +43,7 @@ const MAX_FILL: usize = 16;
 
 fn main() -> ExitCode {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("connect.rs"));
-    let backend = args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)");
+    let backend = args.backend();
     let timeout_ms: u64 = args.value("--timeout-ms MS", 1000, "our connect timer, 1 or more (default 1000)");
     // 0 would time out the successful connect too before its SYN-ACK came
     // back, and the table would contradict itself.

@@ -64,15 +64,11 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_server.rs"));
     let parsed = Args {
-        backend: args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)"),
+        backend: args.backend(),
         mode: args
             .opt::<common::ModeArg>("--mode M", "edge, level or oneshot")
             .map(|m| m.0),
-        addr: args.value(
-            "--addr IP:PORT",
-            SocketAddr::from(([127, 0, 0, 1], 7878)),
-            "where to listen (default 127.0.0.1:7878)",
-        ),
+        addr: args.listen_addr(7878),
         max_conns: args.opt("--max-conns N", "serve N connections, then exit when they close"),
         duration: args
             .opt::<common::Seconds>("--duration SECS", "stop after that long")

@@ -84,7 +84,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("journey.rs"));
     let parsed = Args {
-        backend: args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)"),
+        backend: args.backend(),
         trace: args.flag("--trace", "narrate every syscall and message of stops 2 to 4 (stderr)"),
         bytes: args.flag("--bytes", "hex of every message of the query"),
         url: args.opt(

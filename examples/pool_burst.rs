@@ -72,7 +72,7 @@ fn parse_args() -> Args {
             "--url URL",
             "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
         ),
-        backend: args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)"),
+        backend: args.backend(),
         out: args.value(
             "--out DIR",
             PathBuf::from("target/pool_burst"),

@@ -74,7 +74,7 @@ fn parse_args() -> Args {
             "--url URL",
             "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
         ),
-        backend: args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)"),
+        backend: args.backend(),
     };
     args.check(parsed.n > 0, "--n must be at least 1");
     args.finish();

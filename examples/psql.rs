@@ -46,7 +46,7 @@ fn parse_args() -> Args {
         "--url URL",
         "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
     );
-    let backend = args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)");
+    let backend = args.backend();
     let sql = args.free("SQL", "the statements to run (after `--` if they start with `-`)");
     args.finish();
     Args {

@@ -173,6 +173,24 @@ impl Args {
         }
     }
 
+    /// `--backend epoll|poll|select`, epoll by default: the poller the
+    /// reactor runs on.
+    pub fn backend(&mut self) -> connlab::poller::Backend {
+        let help = "the poller: epoll, poll or select (default epoll)";
+        self.value("--backend B", connlab::poller::Backend::Epoll, help)
+    }
+
+    /// `--addr IP:PORT`, where a server listens: 127.0.0.1 and `port` by
+    /// default (0: a free one the kernel picks).
+    pub fn listen_addr(&mut self, port: u16) -> std::net::SocketAddr {
+        let default = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        self.value(
+            "--addr IP:PORT",
+            default,
+            &format!("where to listen (default {default})"),
+        )
+    }
+
     /// Record a usage error unless `ok` holds (for limits the type cannot
     /// express: `--backlog` must not be negative, and so on).
     pub fn check(&mut self, ok: bool, message: impl fmt::Display) {

@@ -16,7 +16,6 @@ use std::process::ExitCode;
 
 use connlab::net::echo::{self, EchoOptions};
 use connlab::net::TcpListener;
-use connlab::poller::Backend;
 use connlab::reactor::Config;
 use connlab_peers::common::{self, Args, ModeArg};
 
@@ -25,12 +24,8 @@ const BACKLOG: i32 = 1024;
 
 fn main() -> ExitCode {
     let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_connlab.rs"));
-    let addr = args.value(
-        "--addr IP:PORT",
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        "where to listen (default: a free loopback port)",
-    );
-    let backend = args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)");
+    let addr = args.listen_addr(0);
+    let backend = args.backend();
     let mode = args.opt::<ModeArg>("--mode M", "edge, level or oneshot (default: the reactor's)");
     let drain = args.flag("--drain-to-eagain", "read until EAGAIN after a short read");
     args.finish();

@@ -33,12 +33,8 @@ struct Conn {
 
 fn main() -> ExitCode {
     let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_connlab_poller.rs"));
-    let addr = args.value(
-        "--addr IP:PORT",
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        "where to listen (default: a free loopback port)",
-    );
-    let backend = args.value("--backend B", Backend::Epoll, "epoll, poll or select (default epoll)");
+    let addr = args.listen_addr(0);
+    let backend = args.backend();
     let mode = args.opt::<ModeArg>("--mode M", "edge or level (default: edge on epoll, level elsewhere)");
     args.check(
         !matches!(mode, Some(ModeArg(Mode::OneShot))),

@@ -21,11 +21,7 @@ const READ_BUF: usize = 4096;
 
 fn main() -> ExitCode {
     let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_tokio.rs"));
-    let addr = args.value(
-        "--addr IP:PORT",
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        "where to listen (default: a free loopback port)",
-    );
+    let addr = args.listen_addr(0);
     args.finish();
     common::exit("echo_tokio", run(addr))
 }
