@@ -40,13 +40,13 @@ use std::time::{Duration, Instant};
 
 use common::{median, show, MemoryKb};
 use connlab::inspect;
-use connlab::pg::cluster::TRUST;
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::{Connection, Endpoint};
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
 use connlab::reactor;
+use connlab::testbed::postgres::TRUST;
 
 mod common;
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use connlab::pg::cluster::Cluster;
+use connlab::testbed::Cluster;
 
 /// How each example is run in full for the closed-stdout check: arguments
 /// that keep it to a second or two. Examples not listed (those that need

@@ -383,12 +383,12 @@ pub fn memory_kb(pid: i32) -> Option<MemoryKb> {
 
 /// The PostgreSQL server an example talks to: `--url`, else `DATABASE_URL`,
 /// else the `PG*` variables, else a throwaway cluster (the rule in
-/// `pg::cluster::choose`). Prints which; the cluster is returned so that it
+/// `testbed::choose`). Prints which; the cluster is returned so that it
 /// lives, and is removed, with the caller.
 pub fn choose_server(
     url: Option<String>,
-) -> Result<(connlab::pg::config::Config, Option<connlab::pg::cluster::Cluster>), String> {
-    let chosen = connlab::pg::cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+) -> Result<(connlab::pg::config::Config, Option<connlab::testbed::Cluster>), String> {
+    let chosen = connlab::testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
     println!("server: {chosen}");
     Ok((chosen.config, chosen.cluster))
 }
