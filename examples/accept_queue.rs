@@ -98,7 +98,10 @@ fn run(backlog: i32, clients: usize) -> std::io::Result<()> {
     }
 
     let mut accepted = drain(&listener)?;
-    println!("waiting {SYN_RETRANSMIT:?} for the dropped SYNs to be retransmitted ...");
+    println!(
+        "waiting {} for the dropped SYNs to be retransmitted ...",
+        common::show(SYN_RETRANSMIT)
+    );
     std::thread::sleep(SYN_RETRANSMIT);
     show_clients(&sockets);
     accepted.extend(drain(&listener)?);
