@@ -38,16 +38,22 @@ mod common;
 
 /// How long the filling connects may take before we call the queue full.
 const FILL_TIMEOUT: Duration = Duration::from_millis(200);
+/// The longest `--timeout-ms`: five minutes, well past the kernel's SYN retries.
+const MAX_TIMEOUT_MS: u64 = 300_000;
 /// An upper bound on queue-filling attempts (the queue holds backlog + 1).
 const MAX_FILL: usize = 16;
 
 fn main() -> ExitCode {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("connect.rs"));
     let backend = args.backend();
-    let timeout_ms: u64 = args.value("--timeout-ms MS", 1000, "our connect timer, 1 or more (default 1000)");
+    let timeout_ms: u64 = args.value("--timeout-ms MS", 1000, "our connect timer, 1 to 300000 (default 1000)");
     // 0 would time out the successful connect too before its SYN-ACK came
-    // back, and the table would contradict itself.
-    args.check(timeout_ms > 0, "--timeout-ms 0: must be at least 1");
+    // back, and the table would contradict itself; past the kernel's own SYN
+    // retries (about 127 s) our timer would never be the one that fires.
+    args.check(
+        (1..=MAX_TIMEOUT_MS).contains(&timeout_ms),
+        format!("--timeout-ms {timeout_ms}: must be from 1 to {MAX_TIMEOUT_MS}"),
+    );
     args.finish();
     let timeout = Duration::from_millis(timeout_ms);
     common::exit(

@@ -65,9 +65,13 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_burst.rs"));
     let parsed = Args {
-        requests: args.value("--requests N", 24, "requests in the burst, 1 or more (default 24)"),
+        requests: args.value("--requests N", 24, "requests in the burst, 1 to 10000 (default 24)"),
         max: args.value("--max K", 4, "the pool's max_size, 1 or more (default 4)"),
-        work: Duration::from_millis(args.value("--work-ms MS", 50, "each request's pg_sleep (default 50)")),
+        work: Duration::from_millis(args.value(
+            "--work-ms MS",
+            50,
+            "each request's pg_sleep, at most 60000 (default 50)",
+        )),
         url: args.opt(
             "--url URL",
             "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
@@ -82,6 +86,13 @@ fn parse_args() -> Args {
     args.check(
         parsed.max > 0 && parsed.requests > 0,
         "--max and --requests must be at least 1",
+    );
+    // Each request is a task and a wait of `work`: keep a typo from holding
+    // the program for hours.
+    args.check(parsed.requests <= 10_000, "--requests: at most 10000");
+    args.check(
+        parsed.work <= Duration::from_secs(60),
+        "--work-ms: at most 60000 (a minute)",
     );
     args.finish();
     parsed

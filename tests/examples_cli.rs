@@ -157,6 +157,7 @@ fn bad_values_are_refused_with_exit_2_never_a_panic() {
         ("accept_queue", &["--backlog", "-3"][..]),
         ("accept_queue", &["--clients", "many"]),
         ("connect", &["--timeout-ms", "0"]),
+        ("connect", &["--timeout-ms", "18446744073709551615"]),
         ("connect", &["--backend", "kqueue"]),
         ("echo_server", &["--duration", "1e19"]),
         ("echo_server", &["--duration", "NaN"]),
@@ -164,6 +165,7 @@ fn bad_values_are_refused_with_exit_2_never_a_panic() {
         ("time_wait", &["--n"]),
         ("psql", &["--frobnicate", "SELECT 1"]),
         ("pool_burst", &["--max", "0"]),
+        ("pool_burst", &["--work-ms", "18446744073709551615"]),
     ] {
         let out = run(name, args);
         assert_eq!(
