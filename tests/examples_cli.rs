@@ -179,6 +179,17 @@ fn bad_values_are_refused_with_exit_2_never_a_panic() {
     }
 }
 
+#[test]
+fn a_word_that_is_not_utf8_is_a_usage_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = example("sockets")
+        .arg(std::ffi::OsStr::from_bytes(b"--all\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not UTF-8"));
+}
+
 /// The harshest `head`: stdout is a pipe whose reader is already gone, so
 /// the example's first line meets EPIPE.
 fn run_with_closed_stdout(mut cmd: Command, what: &str) {

@@ -9,7 +9,10 @@
 //! `args.flag("--trace", "…")`, `args.value("--n N", 1000, "…")` (a default),
 //! `args.opt::<String>("--url URL", "…")` (none by default),
 //! `args.free::<String>("SQL", "…")` (a positional word), and reject bad
-//! combinations with `args.check(condition, "message")`. Then call
+//! combinations with `args.check(condition, "message")`. The options many
+//! binaries share have one spelling here: `args.backend()` (`--backend`),
+//! `args.listen_addr(port)` (`--addr`), and [`Seconds`] for a time in
+//! seconds; print every duration with [`show`]. Then call
 //! `args.finish()`: it answers `--help`/`-h` (the file's `//!` header, which
 //! already names the question, the command and what the reader will see,
 //! then the options as declared) on stdout with exit 0, `--version` likewise,
@@ -61,7 +64,18 @@ impl Args {
         if let Err(e) = connlab::sys::signal::default_sigpipe() {
             eprintln!("{name}: {e} (a closed stdout will be an error, not a quiet exit)");
         }
-        Args::parse(name, source, std::env::args().skip(1))
+        // args_os, not args: std::env::args() panics on a word that is not
+        // UTF-8, and bad input gets an error here, never a panic.
+        let mut bad = None;
+        let words: Vec<String> = std::env::args_os()
+            .skip(1)
+            .filter_map(|w| w.into_string().map_err(|w| bad.get_or_insert(w)).ok())
+            .collect();
+        let mut args = Args::parse(name, source, words);
+        if let Some(word) = bad {
+            args.fail(format!("{word:?} is not UTF-8"));
+        }
+        args
     }
 
     /// The same from any list of words (for tests).
