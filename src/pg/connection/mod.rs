@@ -60,9 +60,16 @@ pub use rows::{Column, Row, Rows};
 use types::ToSql;
 use wire::{Wire, READ_BUFFER};
 
-/// Keep at most this many unread notices (and notifications): a chatty
-/// server must not grow our memory without bound.
+/// Keep at most this many unread notices: a chatty server must not grow
+/// our memory without bound.
 const MAX_QUEUED_NOTICES: usize = 64;
+/// Keep at most this many undelivered notifications. Past it the oldest is
+/// dropped and counted ([`Connection::notifications_dropped`]): a reader
+/// that falls behind loses the stalest news, never the connection, and
+/// never unbounded memory. (The server has its own queue, 8 GB by default,
+/// and blocks NOTIFY senders when it is full; ours only covers the gap
+/// between the socket and the caller.)
+pub const MAX_QUEUED_NOTIFICATIONS: usize = 1024;
 /// Show at most this many characters of SQL or a value in the narrator.
 const NARRATE_MAX: usize = 80;
 
@@ -188,6 +195,18 @@ pub struct Connection {
     cache: StatementCache,
 }
 
+/// A NOTIFY on a channel this session LISTENs to (protocol §55.2.7,
+/// NotificationResponse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The pid of the backend that ran NOTIFY (ours, if we notified ourselves).
+    pub process_id: i32,
+    /// The channel.
+    pub channel: String,
+    /// The payload; empty when NOTIFY gave none.
+    pub payload: String,
+}
+
 /// What the server has told us about the session.
 struct Session {
     endpoint: Endpoint,
@@ -196,6 +215,10 @@ struct Session {
     secret_key: i32,
     parameters: Vec<(String, String)>,
     notices: VecDeque<DbError>,
+    notifications: VecDeque<Notification>,
+    notifications_dropped: u64,
+    /// This session ran LISTEN (and no `UNLISTEN *` or `DISCARD ALL` since).
+    listening: bool,
     timings: ConnectTimings,
     next_statement: u64,
 }
@@ -213,6 +236,23 @@ impl fmt::Debug for Connection {
 }
 
 impl Session {
+    /// Keep what the client knows of the session in step with commands
+    /// that change it behind the client's back, whichever protocol ran
+    /// them: `LISTEN` (the pool must clean it up), and `DISCARD ALL` /
+    /// `DEALLOCATE ALL`, which drop every prepared statement on the server,
+    /// the statement cache's included (and `DISCARD ALL` every LISTEN).
+    fn track(&mut self, cache: &mut StatementCache, tag: &str) {
+        match tag {
+            "LISTEN" => self.listening = true,
+            "DISCARD ALL" | "DEALLOCATE ALL" => {
+                crate::narrate!("statement cache: the server dropped every statement; forget them all");
+                cache.forget_all();
+                self.listening &= tag != "DISCARD ALL";
+            }
+            _ => {}
+        }
+    }
+
     /// The messages that may arrive at any time (protocol §55.2.7
     /// "Asynchronous Operations"). Returns the message back if it is not one.
     fn asynchronous<'m>(&mut self, msg: Message<'m>) -> Option<Message<'m>> {
@@ -231,10 +271,25 @@ impl Session {
                 self.notices.push_back(notice);
                 None
             }
-            // Only arrives after this session ran LISTEN. Simplification:
-            // connlab has no API to hand notifications out yet, so they are
-            // narrated (by the decoder's caller) and dropped.
-            Message::NotificationResponse { .. } => None,
+            // Only arrives after this session ran LISTEN: between the
+            // messages of any request, or on an idle connection (read by
+            // `next_notification`).
+            Message::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                if self.notifications.len() == MAX_QUEUED_NOTIFICATIONS {
+                    self.notifications.pop_front();
+                    self.notifications_dropped += 1;
+                }
+                self.notifications.push_back(Notification {
+                    process_id,
+                    channel: channel.to_string(),
+                    payload: payload.to_string(),
+                });
+                None
+            }
             other => Some(other),
         }
     }
@@ -292,6 +347,9 @@ impl Connection {
                 secret_key: 0,
                 parameters: Vec::new(),
                 notices: VecDeque::new(),
+                notifications: VecDeque::new(),
+                notifications_dropped: 0,
+                listening: false,
                 timings: ConnectTimings::default(),
                 next_statement: 0,
             },
@@ -414,11 +472,70 @@ impl Connection {
                     on(Message::ErrorResponse(db.clone())).map_err(|e| self.wire.break_with(e))?;
                     failure.get_or_insert(db);
                 }
+                Some(Message::CommandComplete { tag }) => {
+                    self.session.track(&mut self.cache, tag);
+                    on(Message::CommandComplete { tag }).map_err(|e| self.wire.break_with(e))?;
+                }
                 Some(other) => on(other).map_err(|e| self.wire.break_with(e))?,
             }
         }
     }
     // ANCHOR_END: until_ready
+
+    /// Wait for the next notification: one already queued, or the next to
+    /// arrive on this idle connection (the reactor wakes us when the socket
+    /// turns readable; nothing is sent). Run `LISTEN channel` first.
+    ///
+    /// Cancel-safe: drop the future (a `timeout` around it, say) and no
+    /// byte is lost; a partly read message stays buffered for the next call.
+    /// A FATAL error (the backend was terminated) or EOF ends the
+    /// connection as it would during a query.
+    pub async fn next_notification(&mut self) -> Result<Notification, Error> {
+        self.wire.check()?;
+        if self.wire.in_flight.get() {
+            return Err(self.wire.break_with(Error::Unexpected(
+                "next_notification while a request's answer is still unread".into(),
+            )));
+        }
+        loop {
+            if let Some(n) = self.session.notifications.pop_front() {
+                return Ok(n);
+            }
+            let frame = self.wire.next_frame().await?;
+            let msg = self.wire.decode(frame)?;
+            match self.session.asynchronous(msg) {
+                None => {}
+                Some(Message::ErrorResponse(db)) => return Err(self.wire.break_with(db.into())),
+                Some(other) => return Err(self.wire.break_with(unexpected("on an idle connection", &other))),
+            }
+        }
+    }
+
+    /// The notifications that arrived while other requests ran, oldest
+    /// first (bounded by [`MAX_QUEUED_NOTIFICATIONS`]).
+    pub fn take_notifications(&mut self) -> Vec<Notification> {
+        self.session.notifications.drain(..).collect()
+    }
+
+    /// How many notifications were dropped because nobody took them in time.
+    pub fn notifications_dropped(&self) -> u64 {
+        self.session.notifications_dropped
+    }
+
+    /// This session has run LISTEN (and not `DISCARD ALL` since): a pool
+    /// must run `UNLISTEN *` before lending it to someone else.
+    pub fn is_listening(&self) -> bool {
+        self.session.listening
+    }
+
+    /// `UNLISTEN *`: stop every LISTEN of this session and drop the
+    /// notifications not yet taken.
+    pub async fn unlisten_all(&mut self) -> Result<(), Error> {
+        self.simple_query("UNLISTEN *").await?;
+        self.session.listening = false;
+        self.session.notifications.clear();
+        Ok(())
+    }
 
     /// Run one or more SQL statements with the simple query protocol
     /// (one Query message, text results, no parameters). One [`Rows`] per
@@ -431,7 +548,6 @@ impl Connection {
         self.wire.send(&mut self.out).await?;
         let mut results = Vec::new();
         let mut current: Option<Rows> = None;
-        let mut dropped_statements = false;
         let failure = self
             .until_ready(|msg| {
                 match msg {
@@ -442,9 +558,6 @@ impl Connection {
                     },
                     Message::CommandComplete { tag } => {
                         let mut rows = current.take().unwrap_or_else(|| Rows::new(Arc::from([])));
-                        // These drop every prepared statement on the server,
-                        // the statement cache's included.
-                        dropped_statements |= tag == "DISCARD ALL" || tag == "DEALLOCATE ALL";
                         rows.set_tag(tag);
                         results.push(rows);
                     }
@@ -454,10 +567,6 @@ impl Connection {
                 Ok(())
             })
             .await?;
-        if dropped_statements {
-            crate::narrate!("statement cache: the server dropped every statement; forget them all");
-            self.cache.forget_all();
-        }
         match failure {
             Some(db) => Err(db.into()),
             None => Ok(results),
