@@ -56,7 +56,8 @@ pub const DEFAULT_MIN_ITERATIONS: u32 = 4096;
 /// The most PBKDF2 iterations accepted unless configured otherwise. PBKDF2 runs on the caller's
 /// thread, so while it runs a single-threaded reactor runs nothing else: at 150-260 ns per iteration
 /// here (4096 take about 0.6 ms: `docs/protocol.md`), a hostile server asking for 10 million froze
-/// every task for 2.6 s, and `i=2^31` would pin a core for minutes. One million (0.15-0.26 s) is
+/// every task for 2.6 s, and `i=2^31` would pin a core for minutes. One million (0.15-0.26 s by
+/// that rate: arithmetic, not a measurement) is
 /// 244 times PostgreSQL's default and above the 600,000 OWASP recommended in 2023 for
 /// PBKDF2-HMAC-SHA-256; a server configured beyond it needs the ceiling raised.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 1_000_000;
