@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use connlab::pg::auth::scram::DEFAULT_MAX_ITERATIONS;
 use connlab::pg::auth::AuthError;
 use connlab::pg::config::Config;
-use connlab::pg::connection::{Connection, Error, MAX_PARAMETERS};
+use connlab::pg::connection::{Connection, Error, Rows, MAX_PARAMETERS};
 use connlab::pg::protocol::ProtocolError;
 use support::fake_pg::*;
 use support::on_every_backend;
@@ -85,9 +85,7 @@ async fn peak_during<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {
 fn a_header_promising_half_a_gigabyte_costs_only_the_bytes_that_arrive() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
-            trust_login(&mut sock);
-            read_request(&mut sock).unwrap();
-            sock.write_all(&one_text_column("big")).unwrap();
+            start_result(&mut sock, "big");
             let mut head = vec![b'D'];
             head.extend_from_slice(&(512i32 << 20).to_be_bytes());
             sock.write_all(&head).unwrap();
@@ -106,9 +104,7 @@ fn a_header_promising_half_a_gigabyte_costs_only_the_bytes_that_arrive() {
 fn a_connection_can_set_a_lower_message_cap() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
-            trust_login(&mut sock);
-            read_request(&mut sock).unwrap();
-            sock.write_all(&one_text_column("big")).unwrap();
+            start_result(&mut sock, "big");
             sock.write_all(&data_row(&[b'x'; 100_000])).unwrap();
             let _ = read_to_eof(&mut sock);
         });
@@ -154,6 +150,16 @@ fn assert_timed_out(err: &Error, phase: &str, started: Instant) {
     );
 }
 
+/// Connect to `url` with a 1 s connect_timeout and expect it to expire
+/// during `phase`.
+async fn connect_times_out(url: &str, phase: &str) {
+    let started = Instant::now();
+    let err = Connection::connect_url(&format!("{url}?connect_timeout=1"))
+        .await
+        .unwrap_err();
+    assert_timed_out(&err, phase, started);
+}
+
 /// connect_timeout used to cover only the TCP handshake: a server that
 /// accepted and then said nothing hung `connect` forever.
 #[test]
@@ -163,11 +169,7 @@ fn connect_timeout_covers_a_server_that_accepts_and_says_nothing() {
             read_message(&mut sock, false).unwrap();
             let _ = read_to_eof(&mut sock); // silence until the client gives up
         });
-        let started = Instant::now();
-        let err = Connection::connect_url(&format!("{url}?connect_timeout=1"))
-            .await
-            .unwrap_err();
-        assert_timed_out(&err, "authentication", started);
+        connect_times_out(&url, "authentication").await;
     });
 }
 
@@ -176,8 +178,7 @@ fn connect_timeout_covers_a_server_that_drips_one_byte_at_a_time() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
             read_message(&mut sock, false).unwrap();
-            let mut out = auth(AUTH_OK, &[]);
-            out.extend(parameter_status("server_version", "15.0 (slow)"));
+            let out = logged_in("15.0 (slow)");
             for byte in out {
                 if sock.write_all(&[byte]).is_err() {
                     return;
@@ -185,11 +186,7 @@ fn connect_timeout_covers_a_server_that_drips_one_byte_at_a_time() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        let started = Instant::now();
-        let err = Connection::connect_url(&format!("{url}?connect_timeout=1"))
-            .await
-            .unwrap_err();
-        assert_timed_out(&err, "", started);
+        connect_times_out(&url, "").await;
     });
 }
 
@@ -284,8 +281,7 @@ fn eighty_thousand_distinct_settings_are_capped_and_cheap() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
             read_message(&mut sock, false).unwrap();
-            let mut out = auth(AUTH_OK, &[]);
-            out.extend(parameter_status("server_version", "15.0 (chatty)"));
+            let mut out = logged_in("15.0 (chatty)");
             for i in 0..80_000 {
                 out.extend(parameter_status(&format!("setting_{i}"), "x"));
             }
@@ -464,10 +460,9 @@ fn require_auth_negations_refuse_only_what_they_name() {
 fn flooding_server(rows: usize, width: usize) -> (String, mpsc::Receiver<bool>) {
     let (tx, rx) = mpsc::channel();
     let url = fake_server(move |mut sock| {
-        trust_login(&mut sock);
-        read_request(&mut sock).unwrap();
+        start_result(&mut sock, "flood");
         let row = data_row(&vec![b'r'; width]);
-        let mut batch = one_text_column("flood");
+        let mut batch = Vec::new();
         let mut hung_up = false;
         for _ in 0..rows {
             batch.extend_from_slice(&row);
@@ -489,17 +484,30 @@ fn flooding_server(rows: usize, width: usize) -> (String, mpsc::Receiver<bool>) 
     (url, rx)
 }
 
+/// Connect to a [`flooding_server`] with `limit` applied to the config and
+/// run its one query; the connection, the outcome, and whether the server
+/// saw the client hang up.
+async fn query_flood(
+    rows: usize,
+    width: usize,
+    limit: impl FnOnce(&mut Config),
+) -> (Connection, Result<Rows, Error>, mpsc::Receiver<bool>) {
+    let (url, hung_up) = flooding_server(rows, width);
+    let mut config = Config::from_url(&url).unwrap();
+    limit(&mut config);
+    let mut conn = Connection::connect(&config).await.unwrap();
+    let outcome = conn.query("SELECT flood", &[]).await;
+    (conn, outcome, hung_up)
+}
+
 /// A flooding server pushed the client to 1.8 GB in 3 s. Now a request's
 /// rows are capped; past the cap the connection is closed, which also
 /// stops the server (its next send fails).
 #[test]
 fn a_result_past_max_result_rows_closes_the_connection_with_a_clear_error() {
     on_every_backend(|_| async {
-        let (url, hung_up) = flooding_server(2_000_000, 8);
-        let mut config = Config::from_url(&url).unwrap();
-        config.max_result_rows = Some(1000);
-        let mut conn = Connection::connect(&config).await.unwrap();
-        let err = conn.query("SELECT flood", &[]).await.unwrap_err();
+        let (conn, outcome, hung_up) = query_flood(2_000_000, 8, |c| c.max_result_rows = Some(1000)).await;
+        let err = outcome.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -519,11 +527,9 @@ fn a_result_past_max_result_rows_closes_the_connection_with_a_clear_error() {
 #[test]
 fn a_result_past_max_result_bytes_closes_the_connection_and_one_under_it_arrives_whole() {
     on_every_backend(|_| async {
-        let (url, _) = flooding_server(1000, 1000);
-        let mut config = Config::from_url(&url).unwrap();
-        config.max_result_bytes = Some(256 * 1024);
-        let mut conn = Connection::connect(&config).await.unwrap();
-        let err = conn.query("SELECT flood", &[]).await.unwrap_err();
+        let cap = |c: &mut Config| c.max_result_bytes = Some(256 * 1024);
+        let (conn, outcome, _) = query_flood(1000, 1000, cap).await;
+        let err = outcome.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -534,12 +540,10 @@ fn a_result_past_max_result_bytes_closes_the_connection_and_one_under_it_arrives
             ),
             "{err:?}"
         );
+        assert!(!conn.is_usable());
 
-        let (url, _) = flooding_server(100, 1000);
-        let mut config = Config::from_url(&url).unwrap();
-        config.max_result_bytes = Some(256 * 1024);
-        let mut conn = Connection::connect(&config).await.unwrap();
-        assert_eq!(conn.query("SELECT flood", &[]).await.unwrap().len(), 100);
+        let (conn, outcome, _) = query_flood(100, 1000, cap).await;
+        assert_eq!(outcome.unwrap().len(), 100);
         assert!(conn.is_usable());
     });
 }

@@ -116,12 +116,18 @@ pub fn read_message(sock: &mut TcpStream, tagged: bool) -> Option<(u8, Vec<u8>)>
     Some((if tagged { head[0] } else { 0 }, body))
 }
 
+/// AuthenticationOk and the first setting a server reports, `server_version`.
+pub fn logged_in(version: &str) -> Vec<u8> {
+    let mut out = auth(AUTH_OK, &[]);
+    out.extend(parameter_status("server_version", version));
+    out
+}
+
 /// Read the StartupMessage, let the client in without a password, and go
 /// through startup to the first ReadyForQuery: what a `trust` server does.
 pub fn trust_login(sock: &mut TcpStream) {
     read_message(sock, false).expect("a StartupMessage");
-    let mut out = auth(AUTH_OK, &[]);
-    out.extend(parameter_status("server_version", "15.0 (fake)"));
+    let mut out = logged_in("15.0 (fake)");
     out.extend(message(b'K', &[0, 0, 0, 42, 0, 0, 0, 7]));
     out.extend(ready());
     sock.write_all(&out).unwrap();
@@ -138,6 +144,14 @@ pub fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
             return Some(tags);
         }
     }
+}
+
+/// Log in (`trust`), read one request, and start its answer with a
+/// RowDescription of one text column: what a test that sends rows needs first.
+pub fn start_result(sock: &mut TcpStream, column: &str) {
+    trust_login(sock);
+    read_request(sock).expect("a query");
+    sock.write_all(&one_text_column(column)).unwrap();
 }
 
 /// Read until EOF; the bytes that came first (a Terminate is `X 0 0 0 4`).
