@@ -997,7 +997,7 @@ fn extended_session(port: u16, user: &str, password: &str) {
 #[test]
 #[ignore = "needs PostgreSQL; rewrites tests/fixtures/pg15_transcript.txt"]
 fn record_pg15_transcript() {
-    use connlab::pg::cluster::{Cluster, SCRAM};
+    use connlab::testbed::postgres::{Cluster, SCRAM};
     let cluster = Cluster::start().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy_port = listener.local_addr().unwrap().port();
