@@ -143,8 +143,9 @@ pub struct Config {
     /// send. Memory follows the bytes that arrive, not this number; lower
     /// it when rows are known to be small, so a wrong server is cut off sooner.
     pub max_message_len: usize,
-    /// The most bytes one request may buffer as rows (field bytes plus 8
-    /// per field). Past it the request fails with
+    /// The most row bytes one request may receive: the sizes of its DataRow
+    /// messages, which the buffered rows hold in at most about twice that
+    /// (a NULL is 4 bytes on the wire and 8 in memory). Past it the request fails with
     /// [`Error::ResultTooLarge`](crate::pg::connection::Error::ResultTooLarge)
     /// and the connection is closed. Default: 1 GiB; `None` for no limit.
     pub max_result_bytes: Option<usize>,
