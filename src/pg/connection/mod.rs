@@ -716,15 +716,14 @@ impl Connection {
     }
 }
 
-// ANCHOR: drop
 /// Say goodbye on the way out, best effort: one non-blocking `send(2)` of
 /// the 5-byte Terminate, so the server sees a clean disconnection rather
 /// than an "unexpected EOF" (logged at DEBUG1, unseen by default, or as an
-/// error if a transaction was open). Drop can
-/// neither wait nor fail, so a full send buffer (`EAGAIN`) or a dead peer
-/// (`EPIPE`, no SIGPIPE thanks to `MSG_NOSIGNAL`) just means no goodbye: the
-/// `close(2)` that follows ends the session either way. A connection with a
-/// request in flight gets one too; the server reads it after the request.
+/// error if a transaction was open). Drop can neither wait nor fail, so a
+/// full send buffer (`EAGAIN`) or a dead peer (`EPIPE`, no SIGPIPE thanks
+/// to `MSG_NOSIGNAL`) just means no goodbye: the `close(2)` that follows
+/// ends the session either way. A connection with a request in flight gets
+/// one too; the server reads it after the request.
 impl Drop for Connection {
     fn drop(&mut self) {
         if self.wire.is_broken() {
@@ -741,7 +740,6 @@ impl Drop for Connection {
         }
     }
 }
-// ANCHOR_END: drop
 
 impl AsRawFd for Connection {
     fn as_raw_fd(&self) -> RawFd {
