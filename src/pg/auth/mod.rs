@@ -426,6 +426,31 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_method_is_refused_before_anything_is_written() {
+        let only_scram = RequireAuth::parse("scram-sha-256").unwrap();
+        let mut out = Vec::new();
+        let mut auth = Authenticator::new("u", Some("hunter2")).require(only_scram);
+        let err = auth.respond(&Authentication::CleartextPassword, &mut out).unwrap_err();
+        assert!(matches!(
+            err,
+            AuthError::MethodRefused {
+                method: AuthMethod::Password,
+                ..
+            }
+        ));
+        assert!(out.is_empty(), "the password must not be encoded");
+        let mut auth = Authenticator::new("u", Some("hunter2")).require(only_scram);
+        let err = auth.respond(&Authentication::Ok, &mut out).unwrap_err();
+        assert!(matches!(
+            err,
+            AuthError::MethodRefused {
+                method: AuthMethod::None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn debug_never_shows_the_password() {
         let auth = Authenticator::new("u", Some("hunter2"));
         assert!(!format!("{auth:?}").contains("hunter2"));
