@@ -147,6 +147,6 @@ fn a_pooled_connection_is_unlistened_before_its_next_holder() {
             .simple_query("SELECT count(*) FROM pg_listening_channels()")
             .await
             .unwrap();
-        assert_eq!(channels[0].get(0).unwrap().get::<&str>(0).unwrap(), "0");
+        assert_eq!(channels[0].get(0).unwrap().get::<i64>(0).unwrap(), 0);
     });
 }

@@ -64,7 +64,7 @@ async fn server_statements(conn: &mut Connection) -> i64 {
         .simple_query("SELECT count(*) FROM pg_prepared_statements")
         .await
         .unwrap();
-    rows[0].get(0).unwrap().get::<&str>(0).unwrap().parse().unwrap()
+    rows[0].get(0).unwrap().get::<i64>(0).unwrap()
 }
 
 #[test]

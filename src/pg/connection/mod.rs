@@ -30,7 +30,8 @@
 //! (Rust values ↔ text format), `rows.rs` (results), `error.rs` (the typed
 //! error), `tap.rs` (a record of the messages, for the examples).
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::{Stream, TcpStream, UnixStream};
 use crate::pg::auth::{AuthStep, Authenticator};
-use crate::pg::config::{Config, Host};
+use crate::pg::config::{Config, Host, MAX_STARTUP_MESSAGE_LEN};
 use crate::pg::protocol::backend::sqlstate;
 use crate::pg::protocol::backend::Message;
 use crate::pg::protocol::frontend::{self, Target};
@@ -58,7 +59,7 @@ pub use cache::DEFAULT_CAPACITY as DEFAULT_STATEMENT_CACHE_SIZE;
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
-use wire::{Wire, READ_BUFFER};
+use wire::{ResultLimits, Wire, READ_BUFFER};
 
 /// Keep at most this many unread notices: a chatty server must not grow
 /// our memory without bound.
@@ -70,6 +71,16 @@ const MAX_QUEUED_NOTICES: usize = 64;
 /// and blocks NOTIFY senders when it is full; ours only covers the gap
 /// between the socket and the caller.)
 pub const MAX_QUEUED_NOTIFICATIONS: usize = 1024;
+/// Keep at most this many distinct server settings (ParameterStatus). A
+/// PostgreSQL 15 server reports 14, PostgreSQL 17 about 16; a server that
+/// invents thousands of names is not one we know, and a list searched per
+/// message made 80,000 of them cost 19 s of CPU. So settings live in a map,
+/// and names past this many are ignored (changes to known ones still count).
+pub const MAX_PARAMETERS: usize = 256;
+/// How long [`CancelToken::cancel`] may take when the connection has no
+/// `connect_timeout`: a server that accepts the cancel socket and then never
+/// closes it must not hang the caller.
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Show at most this many characters of SQL or a value in the narrator.
 const NARRATE_MAX: usize = 80;
 
@@ -120,6 +131,7 @@ pub struct CancelToken {
     endpoint: Endpoint,
     process_id: i32,
     secret_key: i32,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for CancelToken {
@@ -140,8 +152,17 @@ impl CancelToken {
     /// forget: the server answers nothing and closes the socket; the
     /// cancelled query then fails on the first connection with SQLSTATE
     /// `57014`. If the query already finished, nothing happens.
+    ///
+    /// The whole exchange is bounded by the connection's `connect_timeout`
+    /// (or [`DEFAULT_CANCEL_TIMEOUT`] without one), like libpq's.
     pub async fn cancel(&self) -> Result<(), Error> {
-        let stream = self.endpoint.connect(None).await?;
+        let limit = self.timeout.unwrap_or(DEFAULT_CANCEL_TIMEOUT);
+        let phase = Cell::new("the CancelRequest");
+        within(Some(limit), &phase, self.send_cancel()).await
+    }
+
+    async fn send_cancel(&self) -> Result<(), Error> {
+        let stream = self.endpoint.connect(on_the_clock(self.timeout)).await?;
         let mut buf = Vec::new();
         frontend::cancel_request(&mut buf, self.process_id, self.secret_key);
         crate::narrate!("→ CancelRequest pid {} (to {})", self.process_id, self.endpoint);
@@ -186,6 +207,24 @@ impl Statement {
 }
 
 /// An open, authenticated session with one PostgreSQL backend.
+///
+/// # What a server cannot make it do
+///
+/// The server is a peer on the network, and each of these is bounded
+/// (`docs/protocol.md`, "What a server can make the client spend"):
+/// memory for a message follows the bytes that arrive, not the length a
+/// header announces; connecting (TCP, startup, authentication) takes at
+/// most [`Config::connect_timeout`]; the methods it may authenticate with
+/// are [`Config::require_auth`]'s, and its SCRAM iteration count must lie
+/// in [`Config::scram_iterations`]; it can report at most [`MAX_PARAMETERS`]
+/// settings; one request's rows are capped by [`Config::max_result_bytes`]
+/// and [`Config::max_result_rows`] (past them the connection is closed).
+///
+/// # Goodbye
+///
+/// [`close`](Self::close) sends Terminate and waits for the write; dropping
+/// the connection sends it too if the socket takes it at once, and never
+/// blocks. A broken connection just closes its socket.
 pub struct Connection {
     wire: Wire,
     /// Outgoing messages are encoded here and sent with one write.
@@ -213,7 +252,7 @@ struct Session {
     status: TransactionStatus,
     process_id: i32,
     secret_key: i32,
-    parameters: Vec<(String, String)>,
+    parameters: BTreeMap<String, String>,
     notices: VecDeque<DbError>,
     notifications: VecDeque<Notification>,
     notifications_dropped: u64,
@@ -221,6 +260,8 @@ struct Session {
     listening: bool,
     timings: ConnectTimings,
     next_statement: u64,
+    /// For the [`CancelToken`]s this connection hands out.
+    connect_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -258,9 +299,13 @@ impl Session {
     fn asynchronous<'m>(&mut self, msg: Message<'m>) -> Option<Message<'m>> {
         match msg {
             Message::ParameterStatus { name, value } => {
-                match self.parameters.iter_mut().find(|(n, _)| n == name) {
-                    Some(slot) => value.clone_into(&mut slot.1),
-                    None => self.parameters.push((name.to_string(), value.to_string())),
+                let room = self.parameters.len() < MAX_PARAMETERS;
+                match self.parameters.get_mut(name) {
+                    Some(slot) => value.clone_into(slot),
+                    None if room => {
+                        self.parameters.insert(name.to_string(), value.to_string());
+                    }
+                    None => crate::narrate!("(ignored: over {MAX_PARAMETERS} distinct settings)"),
                 }
                 None
             }
@@ -328,7 +373,26 @@ impl Connection {
         Connection::establish(config, Some(keep_bytes)).await
     }
 
+    // ANCHOR: establish
+    /// Connect within `connect_timeout`: the deadline covers the TCP
+    /// handshake *and* the conversation after it, as libpq's does, because a
+    /// server that accepts and then says nothing (or one byte a second)
+    /// would otherwise hang us forever. The error names the phase it cut.
     async fn establish(config: &Config, tap_bytes: Option<bool>) -> Result<Connection, Error> {
+        let phase = Cell::new("the TCP handshake");
+        within(
+            config.connect_timeout,
+            &phase,
+            Connection::handshake(config, tap_bytes, &phase),
+        )
+        .await
+    }
+
+    async fn handshake(
+        config: &Config,
+        tap_bytes: Option<bool>,
+        phase: &Cell<&'static str>,
+    ) -> Result<Connection, Error> {
         let started = Instant::now();
         let (stream, endpoint) = open(config).await?;
         let connect = started.elapsed();
@@ -336,22 +400,27 @@ impl Connection {
             // Each request is one write and we wait for its answer: Nagle's
             // algorithm could only delay it (libpq sets TCP_NODELAY too).
             tcp.set_nodelay(true)?;
+            set_keepalive(tcp.as_raw_fd(), &config.keepalive)?;
         }
+        let mut wire = Wire::new(stream);
+        // Until the server has proved who it is, no message may be big.
+        wire.set_max_message_len(config.max_message_len.min(MAX_STARTUP_MESSAGE_LEN));
         let mut conn = Connection {
-            wire: Wire::new(stream),
+            wire,
             out: Vec::with_capacity(READ_BUFFER),
             session: Session {
                 endpoint,
                 status: TransactionStatus::Idle,
                 process_id: 0,
                 secret_key: 0,
-                parameters: Vec::new(),
+                parameters: BTreeMap::new(),
                 notices: VecDeque::new(),
                 notifications: VecDeque::new(),
                 notifications_dropped: 0,
                 listening: false,
                 timings: ConnectTimings::default(),
                 next_statement: 0,
+                connect_timeout: config.connect_timeout,
             },
             cache: StatementCache::new(config.statement_cache_size),
         };
@@ -359,15 +428,24 @@ impl Connection {
             conn.start_wire_tap(keep_bytes);
         }
         let startup = Instant::now();
+        phase.set("startup");
         conn.startup(config).await?;
+        phase.set("authentication");
         conn.authenticate(config).await?;
+        phase.set("reading the server's parameters");
+        conn.wire.set_max_message_len(config.max_message_len);
         conn.read_parameters().await?;
+        conn.wire.set_result_limits(ResultLimits {
+            rows: config.max_result_rows,
+            bytes: config.max_result_bytes,
+        });
         conn.session.timings = ConnectTimings {
             connect,
             startup: startup.elapsed(),
         };
         Ok(conn)
     }
+    // ANCHOR_END: establish
 
     // ANCHOR: startup
     /// The handshake's first phase: the StartupMessage says who we are and
@@ -393,7 +471,9 @@ impl Connection {
     /// requests to refuse); this loop only carries messages back and forth.
     async fn authenticate(&mut self, config: &Config) -> Result<(), Error> {
         let password = config.password.as_ref().map(|p| p.expose());
-        let mut auth = Authenticator::new(&config.user, password);
+        let mut auth = Authenticator::new(&config.user, password)
+            .require(config.require_auth)
+            .scram_iterations(config.scram_iterations.clone());
         loop {
             let frame = self.wire.next_frame().await?;
             let step = match self.wire.decode(frame)? {
@@ -800,16 +880,20 @@ impl Connection {
         failure.map_or(Ok(()), |db| Err(db.into()))
     }
 
-    /// Say goodbye properly: Terminate, then close the socket. (Dropping a
-    /// connection just closes the socket; the server then logs an
-    /// "unexpected EOF" but is otherwise fine.)
+    /// Say goodbye properly: Terminate, then close the socket, waiting
+    /// for the write. (Dropping a connection sends Terminate too, but only
+    /// if the socket takes it at once; see the `Drop` impl.)
     pub async fn close(mut self) -> Result<(), Error> {
         if self.wire.is_broken() {
             return Ok(());
         }
         frontend::terminate(&mut self.out);
         crate::narrate!("→ Terminate");
-        self.wire.send(&mut self.out).await
+        let sent = self.wire.send(&mut self.out).await;
+        // Closed now: Drop must not say goodbye a second time.
+        self.wire
+            .break_with(Error::Closed("closed by Connection::close".to_string()));
+        sent
     }
 
     /// How many statements the statement cache holds parsed on the server.
@@ -831,16 +915,13 @@ impl Connection {
     /// A server setting reported by ParameterStatus (`server_version`,
     /// `TimeZone`, `application_name`, ...).
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.session
-            .parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.session.parameters.get(name).map(String::as_str)
     }
 
-    /// Every server setting reported so far.
-    pub fn parameters(&self) -> &[(String, String)] {
-        &self.session.parameters
+    /// Every server setting reported so far (at most [`MAX_PARAMETERS`]),
+    /// by name.
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.session.parameters.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// The notices (warnings, `RAISE NOTICE`) received since the last call.
@@ -854,6 +935,7 @@ impl Connection {
             endpoint: self.session.endpoint.clone(),
             process_id: self.session.process_id,
             secret_key: self.session.secret_key,
+            timeout: self.session.connect_timeout,
         }
     }
 
@@ -876,6 +958,31 @@ impl Connection {
     /// request was abandoned before its reply was read.
     pub fn is_usable(&self) -> bool {
         !self.wire.is_broken() && !self.wire.in_flight.get()
+    }
+}
+
+/// Say goodbye on the way out, best effort: one non-blocking `send(2)` of
+/// the 5-byte Terminate, so the server sees a clean disconnection rather
+/// than an "unexpected EOF" (logged at DEBUG1, unseen by default, or as an
+/// error if a transaction was open). Drop can neither wait nor fail, so a
+/// full send buffer (`EAGAIN`) or a dead peer (`EPIPE`, no SIGPIPE thanks
+/// to `MSG_NOSIGNAL`) just means no goodbye: the `close(2)` that follows
+/// ends the session either way. A connection with a request in flight gets
+/// one too; the server reads it after the request.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.wire.is_broken() {
+            return;
+        }
+        let mut goodbye = Vec::with_capacity(5);
+        frontend::terminate(&mut goodbye);
+        match crate::sys::socket::write(self.as_raw_fd(), &goodbye) {
+            Ok(n) if n == goodbye.len() => crate::narrate!("→ Terminate (on drop)"),
+            // A partial write of 5 bytes cannot happen on a socket with room
+            // for them; if it did, the server would read a cut message and
+            // log it, which is no worse than no goodbye.
+            _ => crate::narrate!("(no Terminate on drop: the socket would not take it)"),
+        }
     }
 }
 
@@ -1075,7 +1182,7 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             let mut last = None;
             for addr in (name.as_str(), config.port).to_socket_addrs()? {
                 let endpoint = Endpoint::Tcp(addr);
-                match endpoint.connect(config.connect_timeout).await {
+                match endpoint.connect(on_the_clock(config.connect_timeout)).await {
                     Ok(stream) => return Ok((stream, endpoint)),
                     Err(e) => last = Some(e),
                 }
@@ -1088,6 +1195,50 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             }))
         }
     }
+}
+
+/// Run `attempt` within `limit` (none: no limit), turning a timeout into an
+/// `ETIMEDOUT`-kind error that names the phase that was cut short. A limit
+/// too large for the clock (`Instant + limit` would overflow) is no limit.
+async fn within<T>(
+    limit: Option<Duration>,
+    phase: &Cell<&'static str>,
+    attempt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match on_the_clock(limit) {
+        None => attempt.await,
+        Some(limit) => crate::reactor::timeout(limit, attempt).await.unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out after {limit:?} during {} (connect_timeout)", phase.get()),
+            )))
+        }),
+    }
+}
+
+/// `limit`, unless it is too large for the clock (`Instant + limit` would
+/// overflow): such a limit is no limit.
+fn on_the_clock(limit: Option<Duration>) -> Option<Duration> {
+    limit.filter(|t| Instant::now().checked_add(*t).is_some())
+}
+
+/// Turn TCP keepalive on or off, with libpq's optional timings.
+fn set_keepalive(fd: RawFd, keepalive: &crate::pg::config::Keepalive) -> Result<(), Error> {
+    use crate::sys::socket;
+    let secs = |d: Duration| libc::c_int::try_from(d.as_secs()).unwrap_or(libc::c_int::MAX);
+    socket::set_keepalive(fd, keepalive.enabled)?;
+    if keepalive.enabled {
+        if let Some(idle) = keepalive.idle {
+            socket::set_keepalive_idle(fd, secs(idle))?;
+        }
+        if let Some(interval) = keepalive.interval {
+            socket::set_keepalive_interval(fd, secs(interval))?;
+        }
+        if let Some(count) = keepalive.count {
+            socket::set_keepalive_count(fd, libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX))?;
+        }
+    }
+    Ok(())
 }
 
 /// Text cut short for the narrator.

@@ -127,6 +127,31 @@ pub const STATUS_FAILED: u8 = b'E';
 /// client that knows its rows are small can lower it with [`Decoder::with_max_message_len`].
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1 << 30;
 
+/// The longest a message may be unless its tag is one that can carry a large payload
+/// ([`may_be_long`]): 30,000 bytes, libpq's own sanity limit (`pqParseInput3`). Authentication
+/// requests, ParameterStatus, ReadyForQuery and the other control messages are a few hundred bytes at
+/// most, so a header announcing more is a stream out of step or a hostile server, refused before any
+/// of its body is awaited.
+pub const MAX_SHORT_MESSAGE_LEN: usize = 30_000;
+
+/// The tags whose messages can be large: rows (RowDescription, DataRow), COPY data, a function
+/// call's result, errors and notices (whose text a server can fill), notifications (a payload of up
+/// to 8000 bytes) — libpq's list — plus ParameterDescription, which for a statement with 65,535
+/// parameters is 262 KB.
+pub fn may_be_long(tag: u8) -> bool {
+    matches!(
+        tag,
+        ROW_DESCRIPTION
+            | DATA_ROW
+            | COPY_DATA
+            | FUNCTION_CALL_RESPONSE
+            | ERROR_RESPONSE
+            | NOTICE_RESPONSE
+            | NOTIFICATION_RESPONSE
+            | PARAMETER_DESCRIPTION
+    )
+}
+
 /// Common SQLSTATE codes, for matching [`DbError::code`].
 /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>
 pub mod sqlstate {
@@ -811,8 +836,9 @@ impl Decoder {
     /// connection asks it how much to wait for, and [`decode`](Self::decode) asks it too.
     ///
     /// Everything a header can be refused for is refused here, before a single body byte is awaited
-    /// or any room is made for one: a length under 4 (it counts itself), a length over the cap, and
-    /// a tag no backend message uses (garbage should fail now, not after a gigabyte of it).
+    /// or any room is made for one: a length under 4 (it counts itself), a length over the cap (or
+    /// over [`MAX_SHORT_MESSAGE_LEN`] for a tag that is never long), and a tag no backend message
+    /// uses (garbage should fail now, not after a gigabyte of it).
     pub fn header(&self, buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         let Some((&tag, rest)) = buf.split_first() else {
             return Ok(None);
@@ -826,12 +852,12 @@ impl Decoder {
             Ok(len) if len >= LENGTH_SIZE => len,
             _ => return Err(ProtocolError::LengthTooSmall { tag, len }),
         };
-        if len > self.max_message_len {
-            return Err(ProtocolError::TooLong {
-                tag,
-                len,
-                max: self.max_message_len,
-            });
+        let max = match may_be_long(tag) {
+            true => self.max_message_len,
+            false => self.max_message_len.min(MAX_SHORT_MESSAGE_LEN),
+        };
+        if len > max {
+            return Err(ProtocolError::TooLong { tag, len, max });
         }
         if !is_known_tag(tag) {
             return Err(ProtocolError::UnknownTag(tag));
@@ -1185,6 +1211,15 @@ mod tests {
             small.header(&whole[..HEADER_SIZE]).unwrap_err(),
             ProtocolError::TooLong { len: 13, max: 8, .. }
         ));
+        // A ReadyForQuery of 40,000 bytes is no ReadyForQuery; a DataRow of that size is a row.
+        assert!(matches!(
+            d.header(&[b'Z', 0, 0, 0x9c, 0x40]).unwrap_err(),
+            ProtocolError::TooLong {
+                max: MAX_SHORT_MESSAGE_LEN,
+                ..
+            }
+        ));
+        assert!(d.header(&[b'D', 0, 0, 0x9c, 0x40]).unwrap().is_some());
         assert_eq!(
             d.header(b"D\xff\xff\xff\xff").unwrap_err(),
             ProtocolError::LengthTooSmall { tag: b'D', len: -1 }
