@@ -4,32 +4,16 @@
 //! with the oldest dropped and counted, survive a cancelled wait, and are
 //! cleaned off a pooled connection before its next holder sees them.
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
 use connlab::pg::connection::{Connection, Error, MAX_QUEUED_NOTIFICATIONS};
-use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config as PoolConfig, Pool};
 use connlab::reactor;
 use connlab::testbed::postgres::Cluster;
-
-const HANG: Duration = Duration::from_secs(20);
-
-fn on_every_backend<F, Fut>(body: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in Backend::ALL {
-        reactor::block_on(backend, async {
-            reactor::timeout(HANG, body(backend))
-                .await
-                .unwrap_or_else(|_| panic!("{backend:?}: test hung for {HANG:?}"))
-        })
-        .unwrap();
-    }
-}
+use support::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())
@@ -41,11 +25,11 @@ async fn connect() -> Connection {
 fn a_notify_wakes_an_idle_listener() {
     on_every_backend(|_| async {
         let (mut listener, mut sender) = (connect().await, connect().await);
-        listener.simple_query("LISTEN news").await.unwrap();
+        listener.simple_query("LISTEN news_idle").await.unwrap();
         assert!(listener.is_listening());
-        sender.simple_query("NOTIFY news, 'hello'").await.unwrap();
+        sender.simple_query("NOTIFY news_idle, 'hello'").await.unwrap();
         let n = listener.next_notification().await.unwrap();
-        assert_eq!((n.channel.as_str(), n.payload.as_str()), ("news", "hello"));
+        assert_eq!((n.channel.as_str(), n.payload.as_str()), ("news_idle", "hello"));
         assert_eq!(n.process_id, sender.backend_pid());
     });
 }
@@ -54,8 +38,8 @@ fn a_notify_wakes_an_idle_listener() {
 fn notifications_that_arrive_during_a_query_are_kept_for_later() {
     on_every_backend(|_| async {
         let (mut listener, mut sender) = (connect().await, connect().await);
-        listener.simple_query("LISTEN news").await.unwrap();
-        sender.simple_query("NOTIFY news, '1'; NOTIFY news, '2'").await.unwrap();
+        listener.simple_query("LISTEN news_during").await.unwrap();
+        sender.simple_query("NOTIFY news_during, '1'; NOTIFY news_during, '2'").await.unwrap();
         // Make sure they are on the listener's socket before its next query.
         let first = listener.next_notification().await.unwrap();
         listener.query("SELECT 1", &[]).await.unwrap();
@@ -100,10 +84,10 @@ fn a_flood_keeps_the_newest_and_counts_what_it_dropped() {
 fn a_wait_cut_short_by_a_timeout_loses_nothing() {
     on_every_backend(|_| async {
         let (mut listener, mut sender) = (connect().await, connect().await);
-        listener.simple_query("LISTEN news").await.unwrap();
+        listener.simple_query("LISTEN news_timeout").await.unwrap();
         let waited = reactor::timeout(Duration::from_millis(50), listener.next_notification()).await;
         assert!(waited.is_err(), "nothing was sent yet");
-        sender.simple_query("NOTIFY news, 'late'").await.unwrap();
+        sender.simple_query("NOTIFY news_timeout, 'late'").await.unwrap();
         assert_eq!(listener.next_notification().await.unwrap().payload, "late");
         listener.query("SELECT 1", &[]).await.unwrap(); // still in step
     });
@@ -113,7 +97,7 @@ fn a_wait_cut_short_by_a_timeout_loses_nothing() {
 fn a_terminated_listener_gets_the_servers_error_not_a_hang() {
     on_every_backend(|_| async {
         let (mut listener, mut admin) = (connect().await, connect().await);
-        listener.simple_query("LISTEN news").await.unwrap();
+        listener.simple_query("LISTEN news_term").await.unwrap();
         let pid = listener.backend_pid();
         admin.query("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
         let err = listener.next_notification().await.unwrap_err();
@@ -137,7 +121,7 @@ fn a_pooled_connection_is_unlistened_before_its_next_holder() {
         let pool = Pool::new(manager, config);
         let pid = {
             let mut conn = pool.acquire().await.unwrap();
-            conn.simple_query("LISTEN news").await.unwrap();
+            conn.simple_query("LISTEN news_pool").await.unwrap();
             conn.backend_pid()
         };
         let mut conn = pool.acquire().await.unwrap();

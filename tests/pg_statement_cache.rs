@@ -4,34 +4,17 @@
 //! failing the caller; a full cache closes what it evicts; capacity 0 is
 //! the unnamed-statement path that a transaction pooler needs.
 
-use std::future::Future;
-use std::time::Duration;
+mod support;
+
 
 use connlab::pg::connection::tap::{Direction, WireRecord};
 use connlab::pg::connection::types::ToSql;
 use connlab::pg::connection::{Connection, Error};
 use connlab::pg::protocol::TransactionStatus;
-use connlab::poller::Backend;
-use connlab::reactor;
 use connlab::testbed::postgres::Cluster;
+use support::on_every_backend;
 
-const HANG: Duration = Duration::from_secs(20);
 const NONE: &[&dyn ToSql] = &[];
-
-fn on_every_backend<F, Fut>(body: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in Backend::ALL {
-        reactor::block_on(backend, async {
-            reactor::timeout(HANG, body(backend))
-                .await
-                .unwrap_or_else(|_| panic!("{backend:?}: test hung for {HANG:?}"))
-        })
-        .unwrap();
-    }
-}
 
 async fn connect_with(params: &str) -> Connection {
     let url = Cluster::shared().unwrap().url();

@@ -48,6 +48,7 @@ use crate::pg::protocol::frontend::{self, Target};
 use crate::pg::protocol::{DbError, Format, Oid, TransactionStatus};
 
 mod cache;
+mod copy;
 mod error;
 mod rows;
 pub mod tap;
@@ -56,6 +57,7 @@ mod wire;
 
 use cache::StatementCache;
 pub use cache::DEFAULT_CAPACITY as DEFAULT_STATEMENT_CACHE_SIZE;
+pub use copy::{CopyIn, CopyOut, COPY_BUFFER};
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
@@ -535,6 +537,7 @@ impl Connection {
         mut on: impl FnMut(Message<'_>) -> Result<(), Error>,
     ) -> Result<Option<DbError>, Error> {
         let mut failure = None;
+        let mut misuse = None;
         loop {
             let frame = self.wire.next_frame().await?;
             let msg = self.wire.decode(frame)?;
@@ -543,8 +546,21 @@ impl Connection {
                 Some(Message::ReadyForQuery(status)) => {
                     self.session.status = status;
                     self.wire.in_flight.set(false);
-                    return Ok(failure);
+                    return misuse.map_or(Ok(failure), Err);
                 }
+                // A COPY sent through query() or simple_query(): refuse it
+                // without losing step (CopyFail makes the server give up;
+                // an outgoing stream is read and dropped), then say which
+                // call to use.
+                Some(Message::CopyInResponse(_)) => {
+                    frontend::copy_fail(&mut self.out, "COPY FROM STDIN needs Connection::copy_in")?;
+                    self.wire.send(&mut self.out).await?;
+                    misuse = Some(Error::Unsupported("COPY ... FROM STDIN: use Connection::copy_in"));
+                }
+                Some(Message::CopyOutResponse(_)) => {
+                    misuse = Some(Error::Unsupported("COPY ... TO STDOUT: use Connection::copy_out"));
+                }
+                Some(Message::CopyData(_) | Message::CopyDone) if misuse.is_some() => {}
                 Some(Message::ErrorResponse(db)) => {
                     if error::is_fatal_severity(&db) {
                         return Err(self.wire.break_with(db.into()));
