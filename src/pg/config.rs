@@ -17,6 +17,7 @@
 //!
 //! The URL parameters connlab reads, with libpq's names and meanings:
 //! `host`, `port`, `user`, `password`, `dbname`, `application_name`,
+//! `options` (`-c name=value` server settings for the session),
 //! `connect_timeout` (seconds for the *whole* connect: TCP handshake,
 //! startup and authentication), `keepalives`, `keepalives_idle`,
 //! `keepalives_interval`, `keepalives_count` (TCP keepalive, `tcp(7)`),
@@ -121,6 +122,14 @@ pub struct Config {
     pub dbname: String,
     /// Shown in `pg_stat_activity.application_name`.
     pub application_name: Option<String>,
+    /// Server settings for this session (`options`, `PGOPTIONS`), as
+    /// libpq sends them: `-c name=value` pairs, space-separated, passed in
+    /// the StartupMessage's `options` parameter, e.g.
+    /// `-c statement_timeout=5s -c search_path=app` (URL-encoded:
+    /// `options=-c%20statement_timeout%3D5s`). The server applies them as
+    /// if `SET` had run before the first query, and refuses the connection
+    /// if one is unknown. A space inside a value is written `\ `.
+    pub options: Option<String>,
     /// Give up on connecting after this long (`connect_timeout`, whole
     /// seconds, `PGCONNECT_TIMEOUT`): the TCP handshake, the startup and
     /// the authentication together, as libpq does, so a server that accepts
@@ -254,6 +263,7 @@ struct Parts {
     password: Option<String>,
     dbname: Option<String>,
     application_name: Option<String>,
+    options: Option<String>,
     connect_timeout: Option<String>,
     statement_cache_size: Option<String>,
     keepalives: Option<String>,
@@ -317,6 +327,7 @@ impl Config {
             password,
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
+            options: pick(parts.options, "PGOPTIONS"),
             connect_timeout,
             statement_cache_size,
             keepalive,
@@ -433,6 +444,7 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "password" => parts.password = Some(value),
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
+            "options" => parts.options = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
             "statement_cache_size" => parts.statement_cache_size = Some(value),
             "keepalives" => parts.keepalives = Some(value),
@@ -617,6 +629,16 @@ mod tests {
             parse("postgres://u@h/db?connect_timeout=0").unwrap().connect_timeout,
             None
         );
+    }
+
+    #[test]
+    fn options_come_from_the_url_or_pgoptions() {
+        let c = parse("postgres://u@h/db?options=-c%20statement_timeout%3D5s%20-c%20search_path%3Dapp").unwrap();
+        assert_eq!(c.options.as_deref(), Some("-c statement_timeout=5s -c search_path=app"));
+        let env = |name: &str| (name == "PGOPTIONS").then(|| "-c work_mem=8MB".to_string());
+        let c = Config::from_url_with_env("postgres://u@h/db", &env).unwrap();
+        assert_eq!(c.options.as_deref(), Some("-c work_mem=8MB"));
+        assert_eq!(parse("postgres://u@h/db").unwrap().options, None);
     }
 
     #[test]

@@ -16,4 +16,9 @@ pub mod connection;
 pub mod protocol;
 
 pub use config::Config;
-pub use connection::{Connection, Notification};
+pub use connection::{Connection, Error, FromSql, Notification, Row, RowIndex, Rows, ToSql, Transaction, Value};
+/// The SQLSTATE codes a program most often matches on
+/// ([`Error::code`]): `connlab::pg::sqlstate::UNIQUE_VIOLATION`. They are
+/// defined beside the decoder that reads them, in
+/// [`protocol::backend::sqlstate`].
+pub use protocol::backend::sqlstate;

@@ -61,7 +61,7 @@ impl Connection {
     /// ReadyForQuery instead: that error is returned and the connection
     /// stays usable.
     async fn start_copy(&mut self, sql: &str, expect: &'static str) -> Result<(), Error> {
-        self.wire.begin()?;
+        self.begin().await?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
         self.wire.send(&mut self.out).await?;

@@ -53,6 +53,10 @@ pub enum Error {
     /// usable and the message names the call that can (a `COPY` sent
     /// through `query`, say).
     Unsupported(&'static str),
+    /// `COMMIT` found the transaction already failed (a statement in it
+    /// was refused), so the server rolled it back instead: nothing was
+    /// committed. The connection is usable.
+    RolledBack,
     /// A column value could not become the Rust type asked for.
     Conversion {
         /// The column's name (or `value`).
@@ -87,7 +91,12 @@ impl Error {
             | Error::Closed(_)
             | Error::Auth(_)
             | Error::ResultTooLarge { .. } => true,
-            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Unsupported(_) | Error::Conversion { .. } => {
+            Error::Encode(_)
+            | Error::Config(_)
+            | Error::Skipped
+            | Error::RolledBack
+            | Error::Unsupported(_)
+            | Error::Conversion { .. } => {
                 false
             }
         }
@@ -126,6 +135,7 @@ impl fmt::Display for Error {
             ),
             Error::Skipped => f.write_str("not executed: an earlier statement in the pipeline failed"),
             Error::Unsupported(what) => write!(f, "not supported by this call: {what}"),
+            Error::RolledBack => f.write_str("COMMIT rolled back: an earlier statement in the transaction failed"),
             Error::Conversion { column, reason } => write!(f, "column {column} {reason}"),
         }
     }

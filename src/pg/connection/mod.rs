@@ -51,7 +51,9 @@ mod cache;
 mod copy;
 mod error;
 mod rows;
+mod stream;
 pub mod tap;
+mod transaction;
 pub mod types;
 mod wire;
 
@@ -59,8 +61,10 @@ use cache::StatementCache;
 pub use cache::DEFAULT_CAPACITY as DEFAULT_STATEMENT_CACHE_SIZE;
 pub use copy::{CopyIn, CopyOut, COPY_BUFFER};
 pub use error::Error;
-pub use rows::{Column, Row, Rows};
-use types::ToSql;
+pub use rows::{Column, Row, RowIndex, Rows};
+pub use stream::RowStream;
+pub use transaction::Transaction;
+pub use types::{FromSql, ToSql, Value};
 use wire::{ResultLimits, Wire, READ_BUFFER};
 
 /// Keep at most this many unread notices: a chatty server must not grow
@@ -260,6 +264,10 @@ struct Session {
     notifications_dropped: u64,
     /// This session ran LISTEN (and no `UNLISTEN *` or `DISCARD ALL` since).
     listening: bool,
+    /// A [`Transaction`] was dropped open: roll back before the next request.
+    rollback_pending: bool,
+    /// A [`RowStream`] was dropped before its end: Sync before the next request.
+    sync_pending: bool,
     timings: ConnectTimings,
     next_statement: u64,
     /// For the [`CancelToken`]s this connection hands out.
@@ -420,6 +428,8 @@ impl Connection {
                 notifications: VecDeque::new(),
                 notifications_dropped: 0,
                 listening: false,
+                rollback_pending: false,
+                sync_pending: false,
                 timings: ConnectTimings::default(),
                 next_statement: 0,
                 connect_timeout: config.connect_timeout,
@@ -462,6 +472,9 @@ impl Connection {
         ];
         if let Some(app) = &config.application_name {
             params.push(("application_name", app));
+        }
+        if let Some(options) = &config.options {
+            params.push(("options", options));
         }
         frontend::startup_message(&mut self.out, &params)?;
         crate::narrate!("→ StartupMessage {params:?}");
@@ -527,6 +540,15 @@ impl Connection {
     }
     // ANCHOR_END: startup
 
+    /// Start a request: first settle what a dropped [`RowStream`] or
+    /// [`Transaction`] left for it (a Sync, a ROLLBACK; nothing in the
+    /// usual case), then check the connection is usable and in step.
+    async fn begin(&mut self) -> Result<(), Error> {
+        self.finish_abandoned_stream().await?;
+        self.roll_back_abandoned().await?;
+        self.wire.begin()
+    }
+
     // ANCHOR: until_ready
     /// Read until ReadyForQuery, handing every message that is not
     /// asynchronous to `on`. The first ErrorResponse is kept and returned
@@ -587,6 +609,8 @@ impl Connection {
     /// A FATAL error (the backend was terminated) or EOF ends the
     /// connection as it would during a query.
     pub async fn next_notification(&mut self) -> Result<Notification, Error> {
+        self.finish_abandoned_stream().await?;
+        self.roll_back_abandoned().await?;
         self.wire.check()?;
         if self.wire.in_flight.get() {
             return Err(self.wire.break_with(Error::Unexpected(
@@ -638,6 +662,19 @@ impl Connection {
     /// statement; the first error stops the rest (the server runs the
     /// string as one implicit transaction).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, Error> {
+        if sql.trim().eq_ignore_ascii_case("ROLLBACK") {
+            // The caller (a pool's reset, say) rolls back itself: a dropped
+            // Transaction's deferred ROLLBACK would only draw a warning.
+            self.session.rollback_pending = false;
+        }
+        self.begin().await?;
+        self.run_simple_query(sql).await
+    }
+
+    /// [`simple_query`](Self::simple_query) without first settling what a
+    /// dropped [`Transaction`] or [`RowStream`] left behind (the settling
+    /// itself runs through here).
+    async fn run_simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, Error> {
         self.wire.begin()?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
@@ -734,7 +771,7 @@ impl Connection {
     /// a batch, send it in one write, sort the answers. Also says whether a
     /// cached statement turned out stale.
     async fn run_batch(&mut self, items: &[Item<'_>]) -> Result<(Vec<Result<Rows, Error>>, bool), Error> {
-        self.wire.begin()?;
+        self.begin().await?;
         let plan = self.plan(items)?;
         // Statements evicted from the cache are closed at the end of this
         // batch, before its Sync: no extra round trip. If an error earlier
@@ -843,7 +880,7 @@ impl Connection {
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
     /// planning on every call.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-        self.wire.begin()?;
+        self.begin().await?;
         self.session.next_statement += 1;
         let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
         frontend::parse(&mut self.out, &name, sql, &[])?;
@@ -882,7 +919,7 @@ impl Connection {
 
     /// Free a prepared statement on the server (Close, Sync).
     pub async fn close_statement(&mut self, statement: Statement) -> Result<(), Error> {
-        self.wire.begin()?;
+        self.begin().await?;
         frontend::close(&mut self.out, Target::Statement, &statement.name)?;
         frontend::sync(&mut self.out);
         crate::narrate!("→ Close S {:?} → Sync", statement.name);

@@ -6,6 +6,7 @@
 //! vectors, not 1000 (or 1000 × columns) small allocations, and a value is
 //! only turned into a Rust type when asked for ([`Row::get`]).
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::types::{FromSql, Value};
@@ -92,6 +93,14 @@ impl Rows {
         Ok(())
     }
 
+    /// Forget the rows and tag, keeping the columns and the buffers'
+    /// capacity (a [`RowStream`](super::RowStream) reuses one `Rows` per batch).
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.fields.clear();
+        self.tag.clear();
+    }
+
     pub(crate) fn set_tag(&mut self, tag: &str) {
         self.tag.clear();
         self.tag.push_str(tag);
@@ -147,12 +156,11 @@ pub struct Row<'r> {
 }
 
 impl<'r> Row<'r> {
-    /// The raw text of column `i`, `None` for NULL; an error if `i` is out of range.
-    pub fn raw(&self, i: usize) -> Result<Option<&'r [u8]>, Error> {
-        let field = self
-            .fields
-            .get(i)
-            .ok_or_else(|| Error::conversion(format!("#{i}"), format!("does not exist ({} columns)", self.len())))?;
+    /// The raw text of a column, `None` for NULL; an error if there is no
+    /// such column.
+    pub fn raw(&self, column: impl RowIndex) -> Result<Option<&'r [u8]>, Error> {
+        let i = self.position(&column)?;
+        let field = self.fields[i];
         if field.len == NULL_LEN {
             return Ok(None);
         }
@@ -161,22 +169,38 @@ impl<'r> Row<'r> {
         Ok(self.rows.data.get(start..end))
     }
 
-    /// Column `i` as a Rust value: `row.get::<i32>(0)`, `row.get::<Option<&str>>(1)`.
-    pub fn get<T: FromSql<'r>>(&self, i: usize) -> Result<T, Error> {
+    // ANCHOR: row_get
+    /// A column as a Rust value, by position or by name:
+    /// `row.get::<i32>(0)`, `row.get::<Option<&str>>("name")`.
+    ///
+    /// SQL NULL reads only as an `Option`: `get::<i32>` on a NULL is an
+    /// error that says so, `get::<Option<i32>>` is `Ok(None)`.
+    pub fn get<T: FromSql<'r>>(&self, column: impl RowIndex) -> Result<T, Error> {
+        let i = self.position(&column)?;
         let raw = self.raw(i)?;
-        let column = self
-            .rows
-            .columns
-            .get(i)
-            .ok_or_else(|| Error::conversion(format!("#{i}"), "has no description"))?;
+        let column = &self.rows.columns[i];
         T::from_sql(column.type_oid, raw).map_err(|reason| Error::conversion(column.name.clone(), reason))
     }
+    // ANCHOR_END: row_get
 
-    /// Column `i` decoded by its type, whatever it is.
-    pub fn value(&self, i: usize) -> Result<Value, Error> {
-        let raw = self.raw(i)?;
-        let oid = self.rows.columns.get(i).map_or(0, |c| c.type_oid);
-        Value::decode(oid, raw)
+    /// A column decoded by its type, whatever it is.
+    pub fn value(&self, column: impl RowIndex) -> Result<Value, Error> {
+        let i = self.position(&column)?;
+        Value::decode(self.rows.columns[i].type_oid, self.raw(i)?)
+    }
+
+    /// Where a column is, checked against both the fields and the columns
+    /// (which `Rows::push` keeps the same length).
+    fn position(&self, column: &impl RowIndex) -> Result<usize, Error> {
+        column
+            .index(&self.rows.columns)
+            .filter(|&i| i < self.fields.len())
+            .ok_or_else(|| {
+                Error::conversion(
+                    column.to_string(),
+                    format!("does not exist (the row has {} columns)", self.len()),
+                )
+            })
     }
 
     /// How many columns.
@@ -187,5 +211,36 @@ impl<'r> Row<'r> {
     /// A row of no columns?
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+}
+
+/// What names a column of a row: its position (`0`) or its name
+/// (`"email"`), as in tokio-postgres. A name is matched exactly and the
+/// first column with it wins; a query that returns two columns of the same
+/// name (`SELECT a.id, b.id`) should alias them (`b.id AS b_id`).
+///
+/// A lookup by name walks the columns (a handful, usually), so a loop over
+/// many rows that wants the last nanosecond looks the position up once:
+/// `rows.columns().iter().position(|c| c.name == "email")`.
+pub trait RowIndex: fmt::Display {
+    /// The column's position among `columns`, if it has one.
+    fn index(&self, columns: &[Column]) -> Option<usize>;
+}
+
+impl RowIndex for usize {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        (*self < columns.len()).then_some(*self)
+    }
+}
+
+impl RowIndex for str {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        columns.iter().position(|c| c.name == self)
+    }
+}
+
+impl<T: RowIndex + ?Sized> RowIndex for &T {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        (**self).index(columns)
     }
 }

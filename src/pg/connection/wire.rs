@@ -129,8 +129,14 @@ impl Wire {
             );
             return Err(self.break_with(e));
         }
-        self.received.set((0, 0));
+        self.restart_count();
         Ok(())
+    }
+
+    /// Count result rows and bytes against the caps from zero again: a new
+    /// request, or the next batch of a streamed one.
+    pub(super) fn restart_count(&self) {
+        self.received.set((0, 0));
     }
 
     /// Remember that the stream is unusable, and pass the error on.

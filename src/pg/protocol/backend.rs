@@ -179,6 +179,22 @@ pub mod sqlstate {
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     /// `0A000` feature_not_supported; also "cached plan must not change result type" after an `ALTER TABLE`.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// `23502` not_null_violation.
+    pub const NOT_NULL_VIOLATION: &str = "23502";
+    /// `23503` foreign_key_violation.
+    pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+    /// `23514` check_violation.
+    pub const CHECK_VIOLATION: &str = "23514";
+    /// `40001` serialization_failure: retry the whole transaction (`SERIALIZABLE`, `REPEATABLE READ`).
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// `40P01` deadlock_detected: this transaction was chosen to break a deadlock; retry it.
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    /// `55P03` lock_not_available (`NOWAIT`, `lock_timeout`).
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// `42703` undefined_column.
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    /// `22P02` invalid_text_representation: a parameter's text is not a value of its type (`'x'::int`).
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 }
 
 /// The transaction state the server reports in every ReadyForQuery.
