@@ -28,13 +28,29 @@
 //! | `f32`, `f64` | `float4`, `float8` |
 //! | `bool` | `bool` |
 //! | `Vec<u8>` | `bytea` |
-//! | `String`, `&str` | any type *without* a Rust type above, in its text form: `text`, `varchar`, `name`, and also `numeric`, `timestamptz`, `uuid`, `json`... |
+//! | [`Numeric`] | `numeric` (its decimal text, checked; see `scalar.rs` for why not a float) |
+//! | [`Uuid`] | `uuid` |
+//! | [`std::time::SystemTime`] | `timestamptz` (see `time.rs`) |
+//! | [`Timestamp`], [`Date`] | `timestamp`, `date` (civil, no time zone) |
+//! | `serde_json::Value` | `json`, `jsonb`, with the `serde_json` cargo feature |
+//! | `Vec<T>` | a one-dimensional array of `T`'s types: `int2[]`/`int4[]`/`int8[]`, `text[]`/`varchar[]`, `bool[]`, `float8[]`, `numeric[]`, `uuid[]` (see `array.rs`) |
+//! | `String`, `&str` | any type *without* a Rust type in the first four rows, in its text form: `text`, `varchar`, `name`, and also `numeric`, `timestamptz`, `uuid`, `json`, arrays... |
+//! | `Option<T>` | what `T` accepts, and NULL as `None` |
 //!
-//! The last row is the one judgement call: the text format makes every
+//! The `String` row is the one judgement call: the text format makes every
 //! value a string, and for types connlab has no Rust type for, the string
-//! is the only way to read them. A column that *has* a Rust type must be
-//! read as it, so `get::<String>` on an `int4` is refused with a message
-//! naming the type to use. [`Value`] reads anything.
+//! is the only way to read them. A column that has one of the four basic
+//! Rust types must be read as it, so `get::<String>` on an `int4` is
+//! refused with a message naming the type to use. The newer types
+//! (`numeric`, `uuid`, times, `json`, arrays) still read as `String` too,
+//! because their text is exactly what the server prints and code written
+//! before they had a Rust type reads them that way. [`Value`] reads anything.
+//!
+//! # NULL
+//!
+//! SQL NULL is `Option<T>` both ways: `None` as a parameter is sent as
+//! NULL, and a NULL column reads only as an `Option` (`get::<i32>` on a
+//! NULL is an error saying so, not a zero).
 //!
 //! Spec: the PostgreSQL manual, "Formats and Format Codes" (§55.1.3 in the
 //! PostgreSQL 15 and 16 manuals: part of the protocol's Overview, not of its
@@ -48,6 +64,14 @@ use std::str;
 use super::Error;
 use crate::pg::protocol::frontend::IsNull;
 use crate::pg::protocol::Oid;
+
+mod array;
+mod scalar;
+mod time;
+
+pub use array::{parse_array, ArrayElement};
+pub use scalar::{Numeric, Uuid};
+pub use time::{Date, Timestamp};
 
 /// Type OIDs from `pg_type` (stable across versions: they are in the
 /// server's `pg_type.dat`).
@@ -71,6 +95,40 @@ pub mod oid {
     pub const FLOAT8: Oid = 701;
     /// `varchar`
     pub const VARCHAR: Oid = 1043;
+    /// `json`
+    pub const JSON: Oid = 114;
+    /// `jsonb`
+    pub const JSONB: Oid = 3802;
+    /// `numeric`
+    pub const NUMERIC: Oid = 1700;
+    /// `uuid`
+    pub const UUID: Oid = 2950;
+    /// `date`
+    pub const DATE: Oid = 1082;
+    /// `timestamp` (without time zone)
+    pub const TIMESTAMP: Oid = 1114;
+    /// `timestamptz` (`timestamp with time zone`)
+    pub const TIMESTAMPTZ: Oid = 1184;
+    /// `bool[]`
+    pub const BOOL_ARRAY: Oid = 1000;
+    /// `int2[]`
+    pub const INT2_ARRAY: Oid = 1005;
+    /// `int4[]`
+    pub const INT4_ARRAY: Oid = 1007;
+    /// `text[]`
+    pub const TEXT_ARRAY: Oid = 1009;
+    /// `varchar[]`
+    pub const VARCHAR_ARRAY: Oid = 1015;
+    /// `int8[]`
+    pub const INT8_ARRAY: Oid = 1016;
+    /// `float4[]`
+    pub const FLOAT4_ARRAY: Oid = 1021;
+    /// `float8[]`
+    pub const FLOAT8_ARRAY: Oid = 1022;
+    /// `numeric[]`
+    pub const NUMERIC_ARRAY: Oid = 1231;
+    /// `uuid[]`
+    pub const UUID_ARRAY: Oid = 2951;
     /// "Let the server infer it", in Parse's parameter type list.
     pub const UNSPECIFIED: Oid = 0;
 }
