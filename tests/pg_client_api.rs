@@ -38,13 +38,13 @@ fn columns_read_by_name_or_position_and_null_only_as_an_option() {
         let null = row.get::<String>("nick").unwrap_err().to_string();
         assert!(null.contains("nick") && null.contains("Option"), "{null}");
         let missing = row.get::<i32>("nope").unwrap_err().to_string();
-        assert!(missing.contains("nope") && missing.contains("does not exist"), "{missing}");
+        assert!(
+            missing.contains("nope") && missing.contains("does not exist"),
+            "{missing}"
+        );
         assert!(row.get::<i32>(3).is_err());
         // A NULL parameter is an Option too.
-        let rows = conn
-            .query("SELECT $1::int4 IS NULL", &[&None::<i32>])
-            .await
-            .unwrap();
+        let rows = conn.query("SELECT $1::int4 IS NULL", &[&None::<i32>]).await.unwrap();
         assert!(rows.get(0).unwrap().get::<bool>(0).unwrap());
     });
 }
@@ -117,14 +117,23 @@ fn a_transaction_dropped_open_is_rolled_back_before_the_next_request() {
             // Dropped here, as an early `?` return would.
         }
         // Still open on the server until the next request...
-        assert_ne!(conn.transaction_status(), connlab::pg::protocol::TransactionStatus::Idle);
+        assert_ne!(
+            conn.transaction_status(),
+            connlab::pg::protocol::TransactionStatus::Idle
+        );
         // ...which rolls it back first: the insert is gone, and this query ran outside it.
         assert_eq!(count(&mut conn).await, 0);
-        assert_eq!(conn.transaction_status(), connlab::pg::protocol::TransactionStatus::Idle);
+        assert_eq!(
+            conn.transaction_status(),
+            connlab::pg::protocol::TransactionStatus::Idle
+        );
         // A caller that rolls back itself (a pool's reset) is not answered twice.
         drop(conn.transaction().await.unwrap());
         conn.simple_query("ROLLBACK").await.unwrap();
-        assert!(conn.take_notices().is_empty(), "no 'there is no transaction in progress'");
+        assert!(
+            conn.take_notices().is_empty(),
+            "no 'there is no transaction in progress'"
+        );
     });
 }
 
@@ -153,10 +162,16 @@ fn a_large_result_streams_in_batches_and_ends_with_its_tag() {
         assert_eq!(one::<i32>(&mut conn, "SELECT 1").await, 1);
 
         // Exactly a multiple of the batch, and an empty result.
-        let mut stream = conn.query_stream("SELECT 1::int8 AS n FROM generate_series(1, 4)", &[], 2).await.unwrap();
+        let mut stream = conn
+            .query_stream("SELECT 1::int8 AS n FROM generate_series(1, 4)", &[], 2)
+            .await
+            .unwrap();
         assert_eq!(collect(&mut stream).await.len(), 4);
         drop(stream);
-        let mut stream = conn.query_stream("SELECT 1::int8 AS n WHERE false", &[], 2).await.unwrap();
+        let mut stream = conn
+            .query_stream("SELECT 1::int8 AS n WHERE false", &[], 2)
+            .await
+            .unwrap();
         assert!(collect(&mut stream).await.is_empty());
     });
 }
@@ -175,12 +190,18 @@ fn a_stream_dropped_halfway_leaves_the_connection_in_step() {
         assert_eq!(one::<i32>(&mut conn, "SELECT 42").await, 42);
         // Inside a transaction too: the stream's Sync first, then the ROLLBACK.
         let mut tx = conn.transaction().await.unwrap();
-        let mut stream = tx.query_stream("SELECT 1::int8 AS n FROM generate_series(1, 10)", &[], 3).await.unwrap();
+        let mut stream = tx
+            .query_stream("SELECT 1::int8 AS n FROM generate_series(1, 10)", &[], 3)
+            .await
+            .unwrap();
         stream.next().await.unwrap();
         drop(stream);
         drop(tx);
         assert_eq!(one::<i32>(&mut conn, "SELECT 43").await, 43);
-        assert_eq!(conn.transaction_status(), connlab::pg::protocol::TransactionStatus::Idle);
+        assert_eq!(
+            conn.transaction_status(),
+            connlab::pg::protocol::TransactionStatus::Idle
+        );
     });
 }
 

@@ -96,9 +96,7 @@ impl Error {
             | Error::Skipped
             | Error::RolledBack
             | Error::Unsupported(_)
-            | Error::Conversion { .. } => {
-                false
-            }
+            | Error::Conversion { .. } => false,
         }
     }
 

@@ -202,7 +202,9 @@ impl Connection {
         frontend::sync(&mut self.out);
         crate::narrate!("→ Sync");
         self.wire.send(&mut self.out).await?;
-        self.until_ready(|msg| Err(unexpected("after Sync", &msg))).await.map(drop)
+        self.until_ready(|msg| Err(unexpected("after Sync", &msg)))
+            .await
+            .map(drop)
     }
 }
 

@@ -280,7 +280,12 @@ mod tests {
     fn parameters_quote_what_needs_it() {
         assert_eq!(text(&vec![1i32, -2]), "{1,-2}");
         assert_eq!(text(&vec![Some(1i64), None]), "{1,NULL}");
-        let words = vec!["a b".to_string(), "c\"d\\".to_string(), String::new(), "null".to_string()];
+        let words = vec![
+            "a b".to_string(),
+            "c\"d\\".to_string(),
+            String::new(),
+            "null".to_string(),
+        ];
         assert_eq!(text(&words), r#"{"a b","c\"d\\","","null"}"#);
         assert_eq!(words.type_oid(), oid::TEXT_ARRAY);
         assert_eq!(Vec::<Option<i16>>::new().type_oid(), oid::INT2_ARRAY);
@@ -289,7 +294,9 @@ mod tests {
     #[test]
     fn elements_are_type_checked_and_null_needs_an_option() {
         assert_eq!(Vec::<i64>::from_sql(oid::INT4_ARRAY, Some(b"{1,2}")), Ok(vec![1, 2]));
-        assert!(Vec::<i32>::from_sql(oid::INT4_ARRAY, Some(b"{1,NULL}")).unwrap_err().contains("element 2"));
+        assert!(Vec::<i32>::from_sql(oid::INT4_ARRAY, Some(b"{1,NULL}"))
+            .unwrap_err()
+            .contains("element 2"));
         assert_eq!(
             Vec::<Option<i32>>::from_sql(oid::INT4_ARRAY, Some(b"{1,NULL}")),
             Ok(vec![Some(1), None])

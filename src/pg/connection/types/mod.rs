@@ -286,13 +286,25 @@ const TYPED: [(Oid, &str, &str); 8] = [
     (oid::TEXT, "text", "String or &str"),
 ];
 
+/// The column types with a Rust type that also read as a string (see the
+/// module docs), for the error that names what to use.
+const TEXT_TOO: [(Oid, &str, &str); 7] = [
+    (oid::NUMERIC, "numeric", "Numeric or String"),
+    (oid::UUID, "uuid", "Uuid or String"),
+    (oid::TIMESTAMPTZ, "timestamptz", "SystemTime or String"),
+    (oid::TIMESTAMP, "timestamp", "Timestamp or String"),
+    (oid::DATE, "date", "Date or String"),
+    (oid::JSON, "json", "String (or serde_json::Value)"),
+    (oid::JSONB, "jsonb", "String (or serde_json::Value)"),
+];
+
 /// Refuse a column whose type is not one of `accepted`, naming the Rust
 /// type it does read as.
 fn expect_type(type_oid: Oid, accepted: &[Oid], rust: &str) -> Result<(), String> {
     if accepted.contains(&type_oid) {
         return Ok(());
     }
-    Err(match TYPED.iter().find(|(o, ..)| *o == type_oid) {
+    Err(match TYPED.iter().chain(&TEXT_TOO).find(|(o, ..)| *o == type_oid) {
         Some((_, name, reads_as)) => format!("has type {name}, which reads as {reads_as}, not {rust}"),
         None => format!("has type oid {type_oid}, which reads as String or &str, not {rust}"),
     })

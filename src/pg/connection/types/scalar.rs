@@ -37,7 +37,9 @@ impl Numeric {
         if is_numeric(&text) {
             Ok(Numeric(text))
         } else {
-            Err(format!("{text:?} is not a numeric (digits, one '.', an optional exponent)"))
+            Err(format!(
+                "{text:?} is not a numeric (digits, one '.', an optional exponent)"
+            ))
         }
     }
 
@@ -220,7 +222,17 @@ mod tests {
 
     #[test]
     fn numeric_text_is_checked_not_converted() {
-        for good in ["0", "-12.50", "+.5", "7.", "1e-7", "1.5E+10", "NaN", "-Infinity", "infinity"] {
+        for good in [
+            "0",
+            "-12.50",
+            "+.5",
+            "7.",
+            "1e-7",
+            "1.5E+10",
+            "NaN",
+            "-Infinity",
+            "infinity",
+        ] {
             assert!(Numeric::new(good).is_ok(), "{good}");
         }
         for bad in ["", ".", "-", "1.2.3", "1e", "e5", "12a", "1 000", "--1", "0x10"] {
@@ -236,7 +248,12 @@ mod tests {
         let u: Uuid = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11".parse().unwrap();
         assert_eq!(u.to_string(), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
         assert_eq!("a0eebc999c0b4ef8bb6d6bb9bd380a11".parse::<Uuid>(), Ok(u));
-        for bad in ["", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1", "a0eebc99+9c0b-4ef8-bb6d-6bb9bd380a11", "zz"] {
+        for bad in [
+            "",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "a0eebc99+9c0b-4ef8-bb6d-6bb9bd380a11",
+            "zz",
+        ] {
             assert!(bad.parse::<Uuid>().is_err(), "{bad:?}");
         }
     }

@@ -195,9 +195,15 @@ impl<'t> Iso<'t> {
 
     fn error(&self) -> String {
         if self.text.ends_with("infinity") {
-            return format!("is {}, which this Rust type cannot hold; read it as a String", self.text);
+            return format!(
+                "is {}, which this Rust type cannot hold; read it as a String",
+                self.text
+            );
         }
-        format!("{:?} is not an ISO date/time (is DateStyle ISO? SET DateStyle = ISO)", self.text)
+        format!(
+            "{:?} is not an ISO date/time (is DateStyle ISO? SET DateStyle = ISO)",
+            self.text
+        )
     }
 
     /// One or more ASCII digits (`min` at least), as a number.
@@ -424,8 +430,14 @@ mod tests {
         assert_eq!(ts.time(), (9, 30, 0, 250_000));
         // 09:30+01 is 08:30 UTC; an offset with seconds (old LMT zones) too.
         let utc = Timestamp::new(Date::new(2024, 3, 1).unwrap(), 8, 30, 0, 0).unwrap();
-        assert_eq!(parse_timestamptz("2024-03-01 09:30:00+01").unwrap(), utc.micros_since_epoch());
-        assert_eq!(parse_timestamptz("2024-03-01 08:29:00-00:01").unwrap(), utc.micros_since_epoch());
+        assert_eq!(
+            parse_timestamptz("2024-03-01 09:30:00+01").unwrap(),
+            utc.micros_since_epoch()
+        );
+        assert_eq!(
+            parse_timestamptz("2024-03-01 08:29:00-00:01").unwrap(),
+            utc.micros_since_epoch()
+        );
         assert_eq!(
             parse_timestamptz("1900-01-01 00:00:00+00:19:32").unwrap(),
             parse_timestamptz("1899-12-31 23:40:28+00").unwrap()
