@@ -26,9 +26,12 @@
 //! connection ready for the next one, and a pipeline's later statements
 //! are reported as [`Error::Skipped`].
 //!
-//! Files: `wire.rs` (the socket, its buffers and the framing), `types.rs`
-//! (Rust values ↔ text format), `rows.rs` (results), `error.rs` (the typed
-//! error), `tap.rs` (a record of the messages, for the examples).
+//! Files: `wire.rs` (the socket, its buffers and the framing), `types/`
+//! (Rust values ↔ text format: scalars, times, arrays), `rows.rs` (results,
+//! columns by position or name), `error.rs` (the typed error), `tap.rs` (a
+//! record of the messages, for the examples), `cache.rs` (the statement
+//! cache), `copy.rs` (COPY), `transaction.rs` (the `BEGIN` … `COMMIT`
+//! guard), `stream.rs` (a large result in batches of rows).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
