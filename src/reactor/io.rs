@@ -268,8 +268,24 @@ impl Reactor {
         match self.mode {
             Mode::Edge => {}
             // The event disarmed the fd (natively on epoll, by emulation on
-            // poll and select); the next wait re-arms it.
-            Mode::OneShot => source.armed = 0,
+            // poll and select); the next wait re-arms it. But a task waiting
+            // on the direction that did *not* fire (a reader, while the
+            // event woke the writer) will not wait again by itself: re-arm
+            // for it now, or it is stranded once the woken task stops
+            // waiting. If the poller refuses, wake it instead: its next
+            // poll re-arms and reports the error.
+            Mode::OneShot => {
+                source.armed = 0;
+                let still_waiting = source.waiting();
+                if still_waiting != 0 && self.rearm(source, key, still_waiting).is_err() {
+                    source
+                        .reader
+                        .take()
+                        .into_iter()
+                        .chain(source.writer.take())
+                        .for_each(Waker::wake);
+                }
+            }
             Mode::Level => {
                 // Keep watching directions whose task we just woke (it will
                 // most likely wait again at once); drop the ones nobody wanted,
