@@ -12,6 +12,9 @@
 //! | `write` / `write_all` | `send(MSG_NOSIGNAL)`, partial writes resumed | writable, only while bytes are pending | `conn.rs` |
 //! | `shutdown_write` | `shutdown(SHUT_WR)` | (nothing) | `conn.rs` |
 //!
+//! Every stream also implements the `futures-io` traits `AsyncRead` and
+//! `AsyncWrite` (`futures_io.rs`), so runtime-neutral async code runs on it.
+//!
 //! Errors are per connection: a reset (`ECONNRESET`) or an EOF in the
 //! middle of a message ([`TcpStream::read_exact`]) fails that stream's
 //! future and nothing else. The raw calls live in [`crate::sys::socket`];
@@ -20,6 +23,7 @@
 mod accept;
 mod conn;
 pub mod echo;
+mod futures_io;
 mod stream;
 mod tcp;
 mod unix;
