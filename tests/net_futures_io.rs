@@ -7,6 +7,7 @@ mod helpers;
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::time::Duration;
 
 use connlab::net::{Stream, TcpListener, TcpStream, UnixListener, UnixStream};
 use connlab::reactor;
@@ -66,26 +67,39 @@ fn tcp_streams_echo_through_the_futures_io_traits() {
     }
 }
 
-#[test]
-fn unix_streams_echo_through_the_futures_io_traits() {
+/// Run `body` on a connected Unix socket pair (server side, client side)
+/// under every backend and mode, and check it returns the payload.
+fn on_unix_pairs<F, Fut>(tag: &str, body: F)
+where
+    F: Fn(Stream, Stream) -> Fut,
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
     for config in helpers::configs() {
-        let path = std::env::temp_dir().join(format!(
-            "connlab-futures-io-{}-{:?}",
-            std::process::id(),
-            config.backend
-        ));
+        let name = format!("connlab-futures-io-{tag}-{}-{:?}", std::process::id(), config.backend);
+        let path = std::env::temp_dir().join(name);
         let _ = std::fs::remove_file(&path);
         let back = config
             .block_on(async {
                 let listener = UnixListener::bind(&path, 8).unwrap();
                 let client = UnixStream::connect(&path).await.unwrap();
                 let (server, _) = listener.accept().await.unwrap();
-                echo_over(Stream::Unix(server), Stream::Unix(client), payload()).await
+                // A stranded waiter is a hang: make it a failure instead.
+                reactor::timeout(
+                    Duration::from_secs(20),
+                    body(Stream::Unix(server), Stream::Unix(client)),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{config:?}: hung for 20 s"))
             })
             .unwrap();
         let _ = std::fs::remove_file(&path);
         assert!(back == payload(), "{config:?}: the echo differs");
     }
+}
+
+#[test]
+fn unix_streams_echo_through_the_futures_io_traits() {
+    on_unix_pairs("echo", |server, client| echo_over(server, client, payload()));
 }
 
 #[test]
@@ -106,33 +120,18 @@ fn owned_streams_implement_the_traits_too() {
 /// is emulated; epoll got lucky when one event carried both directions).
 #[test]
 fn a_reader_and_a_writer_on_one_socket_both_finish_in_every_mode() {
-    for config in helpers::configs() {
-        let path = std::env::temp_dir().join(format!(
-            "connlab-futures-io-rw-{}-{:?}",
-            std::process::id(),
-            config.backend
-        ));
-        let _ = std::fs::remove_file(&path);
-        let back = config
-            .block_on(async {
-                let listener = UnixListener::bind(&path, 8).unwrap();
-                let client = std::rc::Rc::new(Stream::Unix(UnixStream::connect(&path).await.unwrap()));
-                let (server, _) = listener.accept().await.unwrap();
-                let server = Stream::Unix(server);
-                let echo = reactor::spawn(async move {
-                    let got = read_to_end(&server).await.unwrap();
-                    send_and_close(&server, &got).await.unwrap();
-                });
-                // The writer fills the socket buffer while the reader waits on the same fd.
-                let writer = client.clone();
-                let sending = reactor::spawn(async move { send_and_close(&*writer, &payload()).await.unwrap() });
-                let back = read_to_end(&*client).await.unwrap();
-                sending.await;
-                echo.await;
-                back
-            })
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        assert!(back == payload(), "{config:?}: the echo differs");
-    }
+    on_unix_pairs("rw", |server, client| async move {
+        let echo = reactor::spawn(async move {
+            let got = read_to_end(&server).await.unwrap();
+            send_and_close(&server, &got).await.unwrap();
+        });
+        // The writer fills the socket buffer while the reader waits on the same fd.
+        let client = std::rc::Rc::new(client);
+        let writer = client.clone();
+        let sending = reactor::spawn(async move { send_and_close(&*writer, &payload()).await.unwrap() });
+        let back = read_to_end(&*client).await.unwrap();
+        sending.await;
+        echo.await;
+        back
+    });
 }

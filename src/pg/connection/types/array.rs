@@ -246,11 +246,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text(v: &dyn ToSql) -> String {
-        let mut out = Vec::new();
-        v.to_text(&mut out);
-        String::from_utf8(out).unwrap()
-    }
+    use crate::pg::connection::types::text_of as text;
 
     fn s(v: &str) -> Option<String> {
         Some(v.to_string())

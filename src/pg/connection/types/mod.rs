@@ -318,6 +318,22 @@ fn expect_text(type_oid: Oid) -> Result<(), String> {
     }
 }
 
+/// Append a value's `Display` form: the text format of most types.
+fn write_display(value: &dyn fmt::Display, out: &mut Vec<u8>) -> IsNull {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{value}");
+    IsNull::No
+}
+
+/// A parameter's text, for the tests of each type.
+#[cfg(test)]
+fn text_of(v: &dyn ToSql) -> String {
+    let mut out = Vec::new();
+    v.to_text(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
 const INTEGERS: [Oid; 3] = [oid::INT2, oid::INT4, oid::INT8];
 const FLOATS: [Oid; 2] = [oid::FLOAT4, oid::FLOAT8];
 

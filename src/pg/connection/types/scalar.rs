@@ -21,7 +21,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{expect_type, not_null, oid, utf8, FromSql, IsNull, Oid, ToSql};
+use super::{expect_type, not_null, oid, utf8, write_display, FromSql, IsNull, Oid, ToSql};
 
 /// A `numeric` value, as its decimal text: `-12.50`, `1e-7` (as sent),
 /// `NaN`, `Infinity`, `-Infinity` (PostgreSQL 14 and later). See the module
@@ -175,10 +175,7 @@ impl ToSql for Uuid {
         oid::UUID
     }
     fn to_text(&self, out: &mut Vec<u8>) -> IsNull {
-        use std::io::Write;
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{self}");
-        IsNull::No
+        write_display(self, out)
     }
 }
 

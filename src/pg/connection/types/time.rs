@@ -26,7 +26,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use super::{expect_type, not_null, oid, utf8, FromSql, IsNull, Oid, ToSql};
+use super::{expect_type, not_null, oid, utf8, write_display, FromSql, IsNull, Oid, ToSql};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -333,13 +333,6 @@ fn micros_from_system_time(t: &SystemTime) -> i128 {
     }
 }
 
-fn write_display(value: &dyn fmt::Display, out: &mut Vec<u8>) -> IsNull {
-    use std::io::Write;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{value}");
-    IsNull::No
-}
-
 impl ToSql for Date {
     fn type_oid(&self) -> Oid {
         oid::DATE
@@ -407,11 +400,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text(v: &dyn ToSql) -> String {
-        let mut out = Vec::new();
-        v.to_text(&mut out);
-        String::from_utf8(out).unwrap()
-    }
+    use crate::pg::connection::types::text_of as text;
 
     #[test]
     fn the_calendar_matches_known_days() {
