@@ -195,6 +195,43 @@ impl Events {
     }
 }
 
+/// `IN|OUT|ERR|HUP|RDHUP`: the readiness one event reports, as the narrator
+/// shows it (the names of the epoll bits each field is read from).
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = [
+            (self.readable, "IN"),
+            (self.writable, "OUT"),
+            (self.error, "ERR"),
+            (self.hangup, "HUP"),
+            (self.read_closed, "RDHUP"),
+        ];
+        write!(f, "token {}: ", self.token.0)?;
+        let mut names = flags.iter().filter(|(set, _)| *set).map(|(_, name)| *name);
+        match names.next() {
+            None => f.write_str("-"),
+            Some(first) => {
+                f.write_str(first)?;
+                names.try_for_each(|name| write!(f, "|{name}"))
+            }
+        }
+    }
+}
+
+/// `token 3: IN, token 5: OUT|HUP`: one wait's events, for the narrator
+/// (`epoll_wait = 2 [token 3: IN, token 5: OUT|HUP]`).
+impl fmt::Display for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, event) in self.list.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{event}")?;
+        }
+        Ok(())
+    }
+}
+
 impl<'a> IntoIterator for &'a Events {
     type Item = &'a Event;
     type IntoIter = std::slice::Iter<'a, Event>;
@@ -348,6 +385,22 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_micros(500))), 1);
         assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
+    }
+
+    #[test]
+    fn events_show_each_token_and_its_flags() {
+        let mut events = Events::with_capacity(2);
+        events.push(Event {
+            readable: true,
+            ..Event::empty(Token(3))
+        });
+        events.push(Event {
+            writable: true,
+            hangup: true,
+            ..Event::empty(Token(5))
+        });
+        assert_eq!(events.to_string(), "token 3: IN, token 5: OUT|HUP");
+        assert_eq!(Event::empty(Token(1)).to_string(), "token 1: -");
     }
 
     #[test]

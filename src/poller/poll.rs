@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use super::{timeout_ms, unsupported_mode, wait_retrying_eintr, Backend, Event, Events, Interest, Mode, Poller, Token};
 use crate::sys::{cvt, error_from_errno};
-use crate::trace;
 
 /// What `pollfd.fd` holds while a fired one-shot entry is disarmed. poll(2):
 /// "If the fd field is negative, then the corresponding events field is
@@ -206,9 +205,7 @@ impl Poller for Poll {
                 self.fds[slot].fd = DISARMED;
             }
         }
-        if trace::enabled() {
-            trace::narrate_events(&format!("poll({} fds)", self.fds.len()), events);
-        }
+        crate::narrate!("poll({} fds) = {} [{events}]", self.fds.len(), events.len());
         Ok(events.len())
     }
     // ANCHOR_END: poll_wait

@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use super::{unsupported_mode, wait_retrying_eintr, Backend, Event, Events, Interest, Mode, Poller, Token};
 use crate::sys::{cvt, error_from_errno};
-use crate::trace;
 
 /// The number of bits in an `fd_set`: fds 0..1024 fit, nothing else does.
 pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
@@ -254,9 +253,7 @@ impl Poller for Select {
                 e.armed = false;
             }
         }
-        if trace::enabled() {
-            trace::narrate_events(&format!("select(nfds {nfds})"), events);
-        }
+        crate::narrate!("select(nfds {nfds}) = {} [{events}]", events.len());
         Ok(events.len())
     }
     // ANCHOR_END: select_wait
