@@ -61,7 +61,9 @@ impl TcpStream {
     /// reactor timer racing the writable event; when it wins, the socket is
     /// closed (which abandons the handshake) and the error is `TimedOut`.
     /// Without it, a SYN into a black hole or a full accept queue waits for
-    /// the kernel's retries (`net.ipv4.tcp_syn_retries`, ~127 s by default).
+    /// the kernel's retries (`net.ipv4.tcp_syn_retries`: over two minutes by
+    /// default). A `timeout` too large for an `Instant` (`Duration::MAX`)
+    /// saturates to [`FAR_FUTURE`](crate::poller::FAR_FUTURE), never panics.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         match reactor::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(result) => result,

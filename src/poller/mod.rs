@@ -350,6 +350,20 @@ pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     }
 }
 
+/// How far ahead a deadline too far to represent is put: 30 years, which
+/// no connlab program outlives (tokio uses the same "far future").
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// The instant `timeout` from now, saturating: a duration too large for
+/// `Instant` (a user's `connect_timeout=18446744073709551615`, a
+/// `Duration::MAX` meaning "forever") becomes [`FAR_FUTURE`] from now
+/// instead of the panic that `Instant + Duration` gives on overflow. Every
+/// deadline in the poller and the reactor is computed here.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now + FAR_FUTURE)
+}
+
 /// Run one wait, retrying on `EINTR` with whatever is left of the timeout.
 ///
 /// A signal interrupts a blocking wait with `EINTR` (`signal(7)`). Retrying
@@ -360,7 +374,7 @@ pub(crate) fn wait_retrying_eintr<T>(
     timeout: Option<Duration>,
     mut wait_once: impl FnMut(Option<Duration>) -> io::Result<T>,
 ) -> io::Result<T> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(deadline_after);
     let mut remaining = timeout;
     loop {
         match wait_once(remaining) {
@@ -385,6 +399,25 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_micros(500))), 1);
         assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        let far = deadline_after(Duration::MAX);
+        let ahead = far - Instant::now();
+        assert!(
+            ahead > FAR_FUTURE - Duration::from_secs(60) && ahead <= FAR_FUTURE,
+            "{ahead:?}"
+        );
+        let near = deadline_after(Duration::from_millis(5)) - Instant::now();
+        assert!(near <= Duration::from_millis(5));
+        // EINTR's retry keeps a deadline too: it must not overflow either.
+        let mut calls = 0;
+        let r = wait_retrying_eintr(Some(Duration::from_secs(u64::MAX)), |_| {
+            calls += 1;
+            Ok::<_, io::Error>(calls)
+        });
+        assert_eq!(r.unwrap(), 1);
     }
 
     #[test]
