@@ -5,7 +5,7 @@
 //!
 //! | file | syscalls | cost of one wait | man page |
 //! |---|---|---|---|
-//! | `select.rs` | `select` + `FD_SET`/`FD_ISSET` | O(highest fd), sets rebuilt every call | `select(2)` |
+//! | `select.rs` | `select` + `FD_SET`/`FD_ISSET` | O(fds set) polled + nfds/64 words walked; sets rebuilt every call; no fd ≥ 1024 | `select(2)` |
 //! | `poll.rs`   | `poll` over a `pollfd` array   | O(registered fds) copied in and scanned | `poll(2)` |
 //! | `epoll.rs`  | `epoll_create1`, `epoll_ctl`, `epoll_wait` | O(ready fds); interest kept in the kernel | `epoll(7)` |
 //!
@@ -281,7 +281,7 @@ pub enum Backend {
     Epoll,
     /// `poll(2)`: an array of `pollfd`, no fd ceiling, O(N) (System V, 1986).
     Poll,
-    /// `select(2)`: three bitmaps capped at `FD_SETSIZE` = 1024, O(N) (BSD, 1983).
+    /// `select(2)`: three bitmaps capped at `FD_SETSIZE` = 1024, O(fds set) (BSD, 1983).
     Select,
 }
 

@@ -2,8 +2,8 @@
 //!
 //! poll replaced select's three fixed-size bitmaps with an array of
 //! `{ fd, events, revents }` records, one per watched fd. That removes the
-//! 1024-fd ceiling and the O(highest fd) scan, but keeps the other half of
-//! select's cost: the kernel remembers nothing between calls. **Every call
+//! 1024-fd ceiling (an fd's number no longer has to fit a bitmap), but keeps
+//! select's real cost: the kernel remembers nothing between calls. **Every call
 //! copies the whole array into the kernel, which polls each file in turn, and
 //! copies the whole array back out** with `revents` filled in, because the
 //! interest list lives only in our memory. A wait costs O(registered), even
