@@ -30,12 +30,19 @@ struct Framing {
 
 /// Decode `stream` with all of it available from the start.
 fn whole(decoder: &Decoder, stream: &[u8]) -> Framing {
-    let mut framing = Framing { lengths: Vec::new(), failed: false };
+    let mut framing = Framing {
+        lengths: Vec::new(),
+        failed: false,
+    };
     let mut at = 0;
     loop {
         match decoder.decode(&stream[at..]) {
             Ok(Some((message, used))) => {
-                assert!(used > 0 && used <= stream.len() - at, "{used} bytes of {}", stream.len() - at);
+                assert!(
+                    used > 0 && used <= stream.len() - at,
+                    "{used} bytes of {}",
+                    stream.len() - at
+                );
                 touch(&message);
                 framing.lengths.push(used);
                 at += used;
@@ -52,7 +59,10 @@ fn whole(decoder: &Decoder, stream: &[u8]) -> Framing {
 /// Decode `stream` as it arrives one byte more at a time: after every byte,
 /// take every whole message the buffer holds.
 fn cut_everywhere(decoder: &Decoder, stream: &[u8]) -> Framing {
-    let mut framing = Framing { lengths: Vec::new(), failed: false };
+    let mut framing = Framing {
+        lengths: Vec::new(),
+        failed: false,
+    };
     let mut at = 0;
     for end in 0..=stream.len() {
         loop {
@@ -103,7 +113,9 @@ fn touch(message: &Message<'_>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cap, stream)) = data.split_first_chunk::<2>() else { return };
+    let Some((cap, stream)) = data.split_first_chunk::<2>() else {
+        return;
+    };
     // A cap from 4 bytes up to 64 KiB, or (top bit set) the default 1 GiB.
     let cap = u16::from_be_bytes(*cap);
     let decoder = if cap & 0x8000 != 0 {

@@ -22,14 +22,22 @@ fuzz_target!(|data: &[u8]| {
     let env: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once('=')).collect();
     let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
     if let Ok(config) = Config::from_url_with_env(url, &lookup) {
-        let Some(password) = config.password.as_ref().map(|p| p.expose().to_owned()) else { return };
+        let Some(password) = config.password.as_ref().map(|p| p.expose().to_owned()) else {
+            return;
+        };
         if password.is_empty() {
             return;
         }
         // The same text may sit in another field (a dbname can contain it),
         // so compare with the config printed without its password.
         let shown = format!("{config:?}");
-        let without = format!("{:?}", Config { password: None, ..config });
+        let without = format!(
+            "{:?}",
+            Config {
+                password: None,
+                ..config
+            }
+        );
         assert_eq!(
             shown.matches(&password).count(),
             without.matches(&password).count(),

@@ -17,17 +17,21 @@ use connlab::pg::auth::ScramSha256;
 use libfuzzer_sys::fuzz_target;
 
 const NONCE: &str = "HrTdHiEU5vAga5cEwjLfQ7gV";
-const SERVER_FIRST: &str =
-    "r=HrTdHiEU5vAga5cEwjLfQ7gVldxyH81/K55J5xpywAOr/DVv,s=Qd/J00UL8Jjp1ITWRaL3Tg==,i=4096";
+const SERVER_FIRST: &str = "r=HrTdHiEU5vAga5cEwjLfQ7gVldxyH81/K55J5xpywAOr/DVv,s=Qd/J00UL8Jjp1ITWRaL3Tg==,i=4096";
 const SERVER_FINAL: &[u8] = b"v=jSZBjEwm/3WqipPbME+EXglL/GQow2ZQ43QWZmOZmpc=";
 
 fuzz_target!(|data: &[u8]| {
     let mut scram = ScramSha256::with_nonce("", "connlab", NONCE);
-    scram.server_first(SERVER_FIRST.as_bytes()).expect("the recorded server-first");
+    scram
+        .server_first(SERVER_FIRST.as_bytes())
+        .expect("the recorded server-first");
     let accepted = scram.server_final(data).is_ok();
     assert_eq!(accepted, scram.is_verified());
     if accepted {
         // Only the real signature, perhaps followed by extensions.
-        assert!(data.starts_with(SERVER_FINAL), "accepted a forged server-final {data:?}");
+        assert!(
+            data.starts_with(SERVER_FINAL),
+            "accepted a forged server-final {data:?}"
+        );
     }
 });
