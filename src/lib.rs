@@ -25,11 +25,11 @@
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | `http` | HTTP/1.1 on the reactor: framing, keep-alive, limits; knows nothing of `pg` or `pool` | request line ... response body |
-//! | `testbed` | the throwaway engines examples and tests start: PostgreSQL, PgBouncer, HAProxy | `initdb`, `pg_ctl`, `pgbouncer`, `haproxy` |
+//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
 //!
 //! Within `pg`, `pg::protocol` is sans-IO: it imports nothing from
 //! `reactor` or `net` (the same test checks it).
-
+//!
 //! # Reading order
 //!
 //! From the click down to the kernel and back: [`pool`] → [`pg`] → [`net`]
@@ -47,4 +47,5 @@ pub mod poller;
 pub mod pool;
 pub mod reactor;
 pub mod sys;
+pub mod testbed;
 pub mod trace;
