@@ -20,6 +20,7 @@
 //! | [`inspect`] | from fd 7 to `/proc`, the inode, the 4-tuple, TCP state, `TCP_INFO` | `/proc/self/fd`, `/proc/net/tcp` |
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
+//! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
@@ -32,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod guide;
+pub mod http;
 pub mod inspect;
 pub mod net;
 pub mod pg;
