@@ -369,3 +369,31 @@ mod tests {
         assert_eq!(refused(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes at all: a head, "more", or a refusal; never a panic,
+        /// and a head never claims more bytes than it was given.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(Some((_, n))) = parse_head(&bytes, &Limits::default()) {
+                prop_assert!(n <= bytes.len());
+            }
+        }
+
+        /// A valid head cut short is "more bytes", never a refusal: a slow
+        /// client is waited for, not punished.
+        #[test]
+        fn every_prefix_of_a_valid_head_asks_for_more(path in "/[a-z0-9/]{0,40}", cut in any::<prop::sample::Index>()) {
+            let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n");
+            let cut = cut.index(head.len());
+            prop_assert_eq!(parse_head(&head.as_bytes()[..cut], &Limits::default()), Ok(None));
+            let parsed = parse_head(head.as_bytes(), &Limits::default()).unwrap().unwrap();
+            prop_assert_eq!(parsed.1, head.len());
+        }
+    }
+}
