@@ -87,7 +87,8 @@ pub struct Arrival {
     /// When its first byte was in the buffer (or, for a new connection
     /// whose first read had it, when that read returned).
     pub first_byte: Instant,
-    /// First byte to last byte of body: the client's sending and the network.
+    /// First byte until the last byte was in (the final parse excluded):
+    /// the client's sending, the network, and our `read` calls.
     pub read: Duration,
     /// The successful `read` calls while it was incomplete.
     pub read_calls: u32,
@@ -543,7 +544,7 @@ where
                         let first = first_byte.unwrap_or(waiting_since);
                         let arrival = Arrival {
                             first_byte: first,
-                            read: first.elapsed(),
+                            read: parse_started.saturating_duration_since(first),
                             read_calls,
                             bytes: end,
                             parse,

@@ -200,3 +200,81 @@ pub fn assert_closed(conn: &mut BufReader<TcpStream>) {
 pub fn backends() -> [Backend; 3] {
     Backend::ALL
 }
+
+/// The `click` example, run as a child process (as a user runs it).
+pub struct ClickProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Everything it printed before the URL line, and a reader for the rest.
+    pub stdout: BufReader<std::process::ChildStdout>,
+}
+
+/// Where cargo put the `click` example: beside this test binary's `deps/`.
+/// `cargo test` builds examples; a lone `cargo test --test X` does not, so
+/// then build it first with `cargo build --example click`.
+pub fn click_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join("click");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --example click` (a full `cargo test` builds it)",
+        path.display()
+    );
+    path
+}
+
+impl ClickProcess {
+    /// Start `click --addr 127.0.0.1:0 ARGS...` and wait for its URL.
+    pub fn start(args: &[&str]) -> ClickProcess {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(click_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning the click example");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        // Built before the URL is known, so that a panic below still
+        // reaps the child (in `Drop`).
+        let mut click = ClickProcess {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stdout,
+        };
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if click.stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("click exited before printing its URL");
+            }
+            if let Some(rest) = line.split("http://").nth(1) {
+                click.addr = rest.split('/').next().unwrap().parse().unwrap();
+                return click;
+            }
+        }
+    }
+
+    /// SIGINT (Ctrl-C), then wait for the exit status and the rest of stdout.
+    pub fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number; no memory is involved.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        (self.child.wait().unwrap(), rest)
+    }
+}
+
+impl Drop for ClickProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: as in `interrupt`: a signal to our own child.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+            let _ = self.child.wait();
+        }
+    }
+}
