@@ -25,7 +25,7 @@
 //!
 //! # Reading order
 //!
-//! From the click down to the kernel and back: [`pool`] → [`pg`] → [`net`]
+//! From the click down to the kernel and back: [`http`] → [`pool`] → [`pg`] → [`net`]
 //! → [`reactor`] → [`poller`] → [`sys`], with [`inspect`] as the microscope
 //! at every step. [`guide`] walks the same path in doc-tests that run;
 //! `docs/README.md` walks it with measurements.
