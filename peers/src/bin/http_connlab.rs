@@ -5,12 +5,15 @@
 //! `cargo run --release -p connlab-peers --bin http_connlab -- --url URL`
 //! prints `LISTENING 127.0.0.1:<port>` and serves until killed.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use connlab::http::{Limits, Request, Response, Server, Status};
 use connlab::net::TcpListener;
+use connlab::pg::connection::Statement;
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
@@ -19,7 +22,12 @@ use connlab::reactor;
 /// The same statement the click example runs.
 const QUERY: &str = "SELECT id, name, lower(name) || '@example.com' FROM users WHERE id = $1";
 
-async fn user(pool: Rc<Pool<PgManager>>, req: Request) -> Response {
+/// The statement each pooled connection has prepared, by the pool's id for
+/// it: one round trip per request (Bind/Execute/Sync), as hyper's side gets
+/// with deadpool's `prepare_cached`.
+type Prepared = RefCell<HashMap<u64, Rc<Statement>>>;
+
+async fn user(pool: Rc<Pool<PgManager>>, prepared: Rc<Prepared>, req: Request) -> Response {
     if req.head.target != "/api/users/42" {
         return Response::text(Status::NOT_FOUND, "not found\n");
     }
@@ -32,7 +40,19 @@ async fn user(pool: Rc<Pool<PgManager>>, req: Request) -> Response {
             )
         }
     };
-    let rows = match conn.query(QUERY, &[&42i32]).await {
+    let known = prepared.borrow().get(&conn.id()).cloned();
+    let statement = match known {
+        Some(statement) => statement,
+        None => match conn.prepare(QUERY).await {
+            Ok(statement) => {
+                let statement = Rc::new(statement);
+                prepared.borrow_mut().insert(conn.id(), statement.clone());
+                statement
+            }
+            Err(e) => return Response::json(Status::SERVICE_UNAVAILABLE, serde_json::json!({ "error": e.to_string() }).to_string()),
+        },
+    };
+    let rows = match conn.query_prepared(&statement, &[&42i32]).await {
         Ok(rows) => rows,
         Err(e) => {
             return Response::json(
@@ -74,8 +94,9 @@ fn main() -> io::Result<()> {
             ..Limits::default()
         };
         let server = Server::new(listener, limits);
+        let prepared: Rc<Prepared> = Rc::default();
         server
-            .serve(move |req| user(pool.clone(), req), std::future::pending())
+            .serve(move |req| user(pool.clone(), prepared.clone(), req), std::future::pending())
             .await?;
         Ok(())
     })?
