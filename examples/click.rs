@@ -46,9 +46,9 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::Seconds;
 use connlab::http::{Exchange, Limits, Request, Response, Server, Status};
 use connlab::net::TcpListener;
-use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::tap::{Direction, WireRecord};
 use connlab::pg::Connection;
@@ -59,12 +59,7 @@ use connlab::reactor::{self, Signals};
 use connlab::sys::info::tcp_info;
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: click [--addr HOST:PORT] [--url URL] [--backend epoll|poll|select]
-             [--pool-max N] [--acquire-timeout-ms MS] [--keep-alive-secs S]
-
-Serves the story's page with the Load More button on http://HOST:PORT/
-(default 127.0.0.1:8042; port 0 picks a free one) and prints each click's
-path through the server. Ctrl-C stops it and removes the throwaway cluster.";
+mod common;
 
 /// The page: one HTML file with its script and style inline, so nothing is
 /// fetched from anywhere else.
@@ -89,42 +84,32 @@ struct Args {
     keep_alive: Duration,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 8042)),
-        url: None,
-        backend: Backend::Epoll,
-        pool_max: 4,
-        acquire_timeout: Duration::from_secs(2),
-        keep_alive: Limits::default().keep_alive_timeout,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("click.rs"));
+    let parsed = Args {
+        addr: args.listen_addr(8042),
+        url: args.opt(
+            "--url URL",
+            "PostgreSQL to use (default: DATABASE_URL, PG*, or a throwaway cluster)",
+        ),
+        backend: args.backend(),
+        pool_max: args.value("--pool-max N", 4, "the pool's max_size, 1 or more (default 4)"),
+        acquire_timeout: Duration::from_millis(args.value(
+            "--acquire-timeout-ms MS",
+            2000,
+            "how long a request waits for a pooled connection before its 503 (default 2000)",
+        )),
+        keep_alive: args
+            .value(
+                "--keep-alive S",
+                Seconds(Limits::default().keep_alive_timeout),
+                "seconds an idle browser connection is kept before the server closes it (default 75)",
+            )
+            .0,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
-            "--url" => args.url = Some(value()?),
-            "--backend" => {
-                let name = value()?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "--pool-max" => args.pool_max = value()?.parse().map_err(|e| format!("--pool-max: {e}"))?,
-            "--acquire-timeout-ms" => {
-                let ms = value()?.parse().map_err(|e| format!("--acquire-timeout-ms: {e}"))?;
-                args.acquire_timeout = Duration::from_millis(ms);
-            }
-            "--keep-alive-secs" => {
-                let s = value()?.parse().map_err(|e| format!("--keep-alive-secs: {e}"))?;
-                args.keep_alive = Duration::from_secs(s);
-            }
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
-    }
-    if args.pool_max == 0 {
-        return Err("--pool-max must be at least 1".into());
-    }
-    Ok(Some(args))
+    args.check(parsed.pool_max >= 1, "--pool-max must be at least 1");
+    args.finish();
+    parsed
 }
 
 /// What the handlers share: the pool, how to open a fresh connection, and
@@ -472,36 +457,15 @@ async fn run(args: Args, pg: PgConfig) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("click: {msg}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let chosen = match cluster::choose(args.url.clone()) {
-        Ok(chosen) => chosen,
-        Err(e) => {
-            eprintln!("click: no PostgreSQL to talk to: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("server: {chosen}");
+    let args = parse_args();
     // Kept alive until the server stops; dropping it removes the cluster.
-    let _cluster: Option<Cluster> = chosen.cluster;
-    match reactor::block_on(args.backend, run(args, chosen.config)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(msg)) => {
-            eprintln!("click: {msg}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("click: the reactor failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let (pg, _cluster) = match common::choose_server(args.url.clone()) {
+        Ok(chosen) => chosen,
+        Err(msg) => return common::exit("click", Err(msg)),
+    };
+    let result = match reactor::block_on(args.backend, run(args, pg)) {
+        Ok(result) => result,
+        Err(e) => Err(format!("the reactor failed: {e}")),
+    };
+    common::exit("click", result)
 }

@@ -301,7 +301,7 @@ fn an_exhausted_pool_answers_503_after_the_acquire_timeout() {
 
 #[test]
 fn postgres_not_answering_gives_503_json_and_the_click_recovers() {
-    let cluster = connlab::pg::Cluster::start().expect("a throwaway PostgreSQL");
+    let cluster = connlab::testbed::Cluster::start().expect("a throwaway PostgreSQL");
     let click = ClickProcess::start(&[
         "--url",
         &cluster.url(),

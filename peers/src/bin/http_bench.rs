@@ -28,10 +28,12 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::Cluster;
+use connlab::testbed::postgres::Cluster;
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, percentile, ServerProcess, Shuffler, Table};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -131,7 +133,7 @@ struct Run {
     errors: u64,
 }
 
-fn run(
+fn run_one(
     rt: &tokio::runtime::Runtime,
     server: &ServerProcess,
     mode: Mode,
@@ -164,23 +166,39 @@ fn run(
     })
 }
 
-fn main() -> io::Result<()> {
-    let rounds: usize = connlab_peers::arg("--rounds", 3);
-    let secs: f64 = connlab_peers::arg("--secs", 2.0);
-    let conns: usize = connlab_peers::arg("--conns", 64);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("http_bench.rs"));
+    let rounds = args.value(
+        "--rounds N",
+        3,
+        "rounds, each server once per mode per round (default 3)",
+    );
+    let secs = args.value(
+        "--secs S",
+        Seconds(Duration::from_secs(2)),
+        "seconds per run, 0.5 to 30 (default 2)",
+    );
+    let conns = args.value("--conns N", 64, "concurrent connections (default 64)");
+    let same_cpu = args.flag("--same-cpu", "pin client and servers to the same CPU");
+    args.check(rounds >= 1 && conns >= 1, "--rounds and --conns must be at least 1");
+    args.finish();
+    common::exit("http_bench", run(rounds, secs.0.as_secs_f64(), conns, same_cpu))
+}
+
+fn run(rounds: usize, secs: f64, conns: usize, same_cpu: bool) -> io::Result<()> {
     let duration = Duration::from_secs_f64(secs.clamp(0.5, 30.0));
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
     // Pin PostgreSQL before the servers open their pools, so the backends
     // they fork inherit the placement.
-    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>(), same_cpu);
     let servers: Vec<ServerProcess> = SERVERS
         .iter()
         .map(|name| ServerProcess::start(name, &["--url", &url, "--pool", "8"]))
         .collect::<io::Result<_>>()?;
     let pids: Vec<u32> = servers.iter().map(ServerProcess::pid).collect();
-    let _ = connlab_peers::pin_client_and_server(&[pids, cluster.pid().into_iter().collect()].concat());
+    let _ = connlab_peers::pin_client_and_server(&[pids, cluster.pid().into_iter().collect()].concat(), same_cpu);
     println!(
         "http: GET /api/users/42 → pool of 8 → PostgreSQL on 127.0.0.1:{}; {conns} connections, \
          {rounds} rounds × {secs} s per mode, shuffled; {pinning}",
@@ -188,7 +206,7 @@ fn main() -> io::Result<()> {
     );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for server in &servers {
-        run(&rt, server, Mode::KeepAlive, conns, WARMUP)?;
+        run_one(&rt, server, Mode::KeepAlive, conns, WARMUP)?;
     }
     let modes = [Mode::KeepAlive, Mode::Close];
     // results[mode][server] = runs
@@ -202,7 +220,7 @@ fn main() -> io::Result<()> {
             let mut order: Vec<usize> = (0..servers.len()).collect();
             shuffler.shuffle(&mut order);
             for s in order {
-                let r = run(&rt, &servers[s], mode, conns, duration)?;
+                let r = run_one(&rt, &servers[s], mode, conns, duration)?;
                 println!(
                     "round {round}  {:<18} {:<13} {:>8} req/s  p99 {:>7.0} µs  {:>5.1} µs CPU/req  {} errors",
                     mode.label(),

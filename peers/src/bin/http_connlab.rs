@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::rc::Rc;
 
 use connlab::http::{Limits, Request, Response, Server, Status};
@@ -18,6 +19,7 @@ use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
 use connlab::reactor;
+use connlab_peers::common::{self, Args};
 
 /// The same statement the click example runs.
 const QUERY: &str = "SELECT id, name, lower(name) || '@example.com' FROM users WHERE id = $1";
@@ -49,7 +51,12 @@ async fn user(pool: Rc<Pool<PgManager>>, prepared: Rc<Prepared>, req: Request) -
                 prepared.borrow_mut().insert(conn.id(), statement.clone());
                 statement
             }
-            Err(e) => return Response::json(Status::SERVICE_UNAVAILABLE, serde_json::json!({ "error": e.to_string() }).to_string()),
+            Err(e) => {
+                return Response::json(
+                    Status::SERVICE_UNAVAILABLE,
+                    serde_json::json!({ "error": e.to_string() }).to_string(),
+                )
+            }
         },
     };
     let rows = match conn.query_prepared(&statement, &[&42i32]).await {
@@ -74,10 +81,16 @@ async fn user(pool: Rc<Pool<PgManager>>, prepared: Rc<Prepared>, req: Request) -
     }
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let url: String = connlab_peers::arg("--url", String::new());
-    let pool_size: usize = connlab_peers::arg("--pool", 8);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("http_connlab.rs"));
+    let addr = args.listen_addr(0);
+    let url: String = args.value("--url URL", String::new(), "the PostgreSQL to query");
+    let pool_size: usize = args.value("--pool N", 8, "pool size (default 8)");
+    args.finish();
+    common::exit("http_connlab", run(addr, url, pool_size))
+}
+
+fn run(addr: SocketAddr, url: String, pool_size: usize) -> io::Result<()> {
     reactor::block_on(Backend::Epoll, async move {
         let config = Config {
             min_size: pool_size,
@@ -96,7 +109,10 @@ fn main() -> io::Result<()> {
         let server = Server::new(listener, limits);
         let prepared: Rc<Prepared> = Rc::default();
         server
-            .serve(move |req| user(pool.clone(), prepared.clone(), req), std::future::pending())
+            .serve(
+                move |req| user(pool.clone(), prepared.clone(), req),
+                std::future::pending(),
+            )
             .await?;
         Ok(())
     })?

@@ -13,7 +13,9 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
+use connlab_peers::common::{self, Args};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -66,10 +68,16 @@ async fn user(pool: Pool, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     ))
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let url: String = connlab_peers::arg("--url", String::new());
-    let pool_size: usize = connlab_peers::arg("--pool", 8);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("http_hyper.rs"));
+    let addr = args.listen_addr(0);
+    let url: String = args.value("--url URL", String::new(), "the PostgreSQL to query");
+    let pool_size: usize = args.value("--pool N", 8, "pool size (default 8)");
+    args.finish();
+    common::exit("http_hyper", run(addr, url, pool_size))
+}
+
+fn run(addr: SocketAddr, url: String, pool_size: usize) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let pg: tokio_postgres::Config = url.parse().map_err(io::Error::other)?;
