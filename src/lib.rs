@@ -20,6 +20,7 @@
 //! | [`inspect`] | from fd 7 to `/proc`, the inode, the 4-tuple, TCP state, `TCP_INFO` | `/proc/self/fd`, `/proc/net/tcp` |
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
+//! | [`lab`] | kernel experiments in a private network namespace: SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2 | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
@@ -33,6 +34,7 @@
 
 pub mod guide;
 pub mod inspect;
+pub mod lab;
 pub mod net;
 pub mod pg;
 pub mod poller;
