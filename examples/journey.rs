@@ -294,7 +294,8 @@ async fn stop2_new_connection(pg: &PgConfig, server: std::net::SocketAddr, pop: 
         .find(|r| r.name == "AuthenticationSASL")
         .map_or("its auth method", |_| "SCRAM-SHA-256");
     println!(
-        "TCP handshake {}, startup + {auth} {} in {} round trips (PBKDF2 on both sides, and the server forks a backend: pid {}).",
+        "connect() until writable on the reactor {} (the handshake above, plus the reactor's wake-up), startup + {auth} {} \
+         in {} round trips (the client runs PBKDF2, the server checks the proof and forks a backend: pid {}).",
         show(timings.connect),
         show(timings.startup),
         tap::round_trips(&records),
@@ -585,7 +586,7 @@ async fn stop5_savings(
         fresh_median.as_secs_f64() / pooled_median.as_secs_f64().max(1e-9)
     );
     println!(
-        "is tens of µs, so the fixed costs dominate: the backend fork and SCRAM's PBKDF2 (the first connection took {}).",
+        "is tens of µs, so the fixed costs dominate: the backend's fork and start-up, then SCRAM (the first connection took {}).",
         show(fresh_connect)
     );
     println!("Each fresh close left its client port in TIME_WAIT for 60 s; the pooled socket never closed.");
