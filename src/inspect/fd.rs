@@ -515,7 +515,11 @@ impl fmt::Display for FdReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // FD_CLOEXEC is a flag of the fd-table slot (F_GETFD); O_NONBLOCK
         // one of the open file (F_GETFL), shared by every dup of the fd.
-        let slot = if self.cloexec { "FD_CLOEXEC" } else { "inherited across exec" };
+        let slot = if self.cloexec {
+            "FD_CLOEXEC"
+        } else {
+            "inherited across exec"
+        };
         let file = if self.nonblocking { "O_NONBLOCK" } else { "blocking" };
         writeln!(
             f,

@@ -15,12 +15,15 @@
 //! - [`cookies`]: SYN cookies and the final ACK dropped on a full accept queue.
 //! - [`ports`]: ephemeral-port exhaustion (`EADDRNOTAVAIL`) and `tcp_tw_reuse`.
 //! - [`fin_wait`]: FIN_WAIT_2 for an orphaned socket vs a `shutdown()` one.
+//! - [`facts`]: the numbers that need no namespace (`socket()` cost, initial
+//!   window, TIME_WAIT timer, slab sizes), for `claims` and its test.
 //!
 //! Creating a namespace needs root (`CAP_SYS_ADMIN`). Without it
 //! [`run_private`] returns an error for which [`is_unavailable`] is true,
 //! and callers say so and skip.
 
 pub mod cookies;
+pub mod facts;
 pub mod fin_wait;
 pub mod ports;
 pub mod syn;
