@@ -18,6 +18,10 @@
 //! - [`facts`]: the numbers that need no namespace (`socket()` cost, initial
 //!   window, TIME_WAIT timer, slab sizes), for `claims` and its test.
 //!
+//! And one experiment that needs no namespace: [`through_lan`] puts a
+//! PostgreSQL client behind a delay proxy, so a loopback run shows what a
+//! 0.5 ms LAN does to pooled and fresh connections.
+//!
 //! Creating a namespace needs root (`CAP_SYS_ADMIN`). Without it
 //! [`run_private`] returns an error for which [`is_unavailable`] is true,
 //! and callers say so and skip.
@@ -35,6 +39,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::inspect::{self, TcpRow};
+use crate::net::delay::DelayProxy;
+use crate::pg::config::{Config as PgConfig, Host};
 use crate::sys::addr::{self, Addr, RawAddr};
 use crate::sys::{self, netns, socket};
 
@@ -157,4 +163,21 @@ pub fn wait_for<T>(
 /// Seconds with two decimals, the unit every experiment prints.
 pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
+}
+
+/// Send a PostgreSQL client's traffic through a [`DelayProxy`] that adds
+/// `rtt` to every round trip (half each way): the story's LAN, on loopback.
+/// `config` is rewritten to point at the proxy; keep the proxy alive as
+/// long as connections use it. A Unix-socket server has no TCP to delay.
+pub fn through_lan(config: &mut PgConfig, rtt: Duration) -> io::Result<DelayProxy> {
+    let Host::Tcp(host) = &config.host else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--rtt needs a TCP server; this one is a Unix socket",
+        ));
+    };
+    let proxy = DelayProxy::for_rtt(host, config.port, rtt)?;
+    config.host = Host::Tcp(proxy.addr().ip().to_string());
+    config.port = proxy.addr().port();
+    Ok(proxy)
 }
