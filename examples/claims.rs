@@ -26,12 +26,17 @@
 //! (the measuring code is in `src/lab/facts.rs`).
 //! Man pages: `tcp(7)` (the sysctls), `proc(5)` (`/proc/net/tcp`, `slabinfo`).
 
-use std::fs;
+use std::process::ExitCode;
 
+use common::sysctl;
+use connlab::inspect;
 use connlab::lab::{facts, syn};
 use connlab::sys;
 
-fn main() {
+mod common;
+
+fn main() -> ExitCode {
+    common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("claims.rs")).finish();
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |claim: &str, story: &str, here: String, source: &str| {
         rows.push([claim.into(), story.into(), here, source.into()]);
@@ -41,7 +46,7 @@ fn main() {
         "socket() cost",
         "~2 µs",
         match facts::socket_cost_ns() {
-            Ok(ns) => format!("{:.2} µs (median of 20 batches of 500)", ns / 1000.0),
+            Ok(ns) => format!("{} (median of 20 batches of 500)", common::show_ns(ns)),
             Err(e) => format!("could not measure: {e}"),
         },
         "timed socket(AF_INET, SOCK_STREAM) calls",
@@ -60,24 +65,23 @@ fn main() {
         },
         "socket() after closing one low fd: the lowest free slot is reused",
     );
-    let range = sysctl("net/ipv4/ip_local_port_range");
     row(
         "ephemeral port range",
         "32,768–60,999 = 28,232 ports",
-        match parse_range(&range) {
-            Some((lo, hi)) => format!("{lo}–{hi} = {} ports", hi - lo + 1),
-            None => format!("unreadable: {range:?}"),
+        match inspect::ephemeral_port_range() {
+            Ok(range) => format!("{}–{} = {} ports", range.low, range.high, range.len()),
+            Err(e) => format!("unreadable: {e}"),
         },
         "/proc/sys/net/ipv4/ip_local_port_range",
     );
     let syn_retries = sysctl("net/ipv4/tcp_syn_retries");
-    let linear = sysctl("net/ipv4/tcp_syn_linear_timeouts");
+    let linear = sysctl("net/ipv4/tcp_syn_linear_timeouts").parse::<u32>().unwrap_or(0);
     row(
         "SYN resends until connect() gives up",
         "6 retries: 1, 3, 7 ... ~127 s",
-        match (syn_retries.parse::<u32>(), linear.parse::<u32>().or(Ok::<u32, ()>(0))) {
-            (Ok(n), Ok(l)) => {
-                let c = syn::compute(n, l);
+        match syn_retries.parse::<u32>() {
+            Ok(n) => {
+                let c = syn::compute(n, linear);
                 let at: Vec<String> = c.resent_at.iter().map(u64::to_string).collect();
                 format!(
                     "computed: {} resends at {} s, ETIMEDOUT at {} s",
@@ -86,7 +90,7 @@ fn main() {
                     c.gives_up_at
                 )
             }
-            _ => format!("unreadable: {syn_retries:?}"),
+            Err(_) => format!("unreadable: {syn_retries:?}"),
         },
         "tcp_syn_retries, tcp_syn_linear_timeouts; the rule: kernel_lab -- syn",
     );
@@ -202,6 +206,7 @@ fn main() {
     );
 
     print_table(&rows);
+    ExitCode::SUCCESS
 }
 
 fn print_table(rows: &[[String; 4]]) {
@@ -224,20 +229,5 @@ fn print_table(rows: &[[String; 4]]) {
     println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
     for r in rows {
         line([&r[0], &r[1], &r[2], &r[3]]);
-    }
-}
-
-/// A sysctl's value from `/proc/sys`, trimmed; empty when unreadable.
-fn sysctl(path: &str) -> String {
-    fs::read_to_string(format!("/proc/sys/{path}"))
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn parse_range(text: &str) -> Option<(u32, u32)> {
-    let mut it = text.split_whitespace().map(|w| w.parse::<u32>().ok());
-    match (it.next()??, it.next()??) {
-        (lo, hi) if lo <= hi => Some((lo, hi)),
-        _ => None,
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! sudo cargo run --release --example kernel_lab            # all four, about 20 s
-//! sudo cargo run --release --example kernel_lab -- cookies # one of: syn cookies ports fin-wait
+//! sudo cargo run --release --example kernel_lab -- cookies # or syn, ports, fin-wait
 //! ```
 //!
 //! Each experiment changes TCP sysctls no one should change on a shared
@@ -40,10 +40,7 @@ use std::time::Duration;
 use connlab::lab::{self, cookies, fin_wait, ports, run_private, secs, syn};
 use connlab::sys::netns;
 
-const HELP: &str = "usage: kernel_lab [syn|cookies|ports|fin-wait]... [--syn-retries N]
-Runs kernel experiments in private network namespaces (needs root). With no
-experiment named, runs all four in parallel.
-  --syn-retries N   tcp_syn_retries inside the SYN experiment (default 3: about 19 s)";
+mod common;
 
 /// `tcp_syn_retries` for the measured run: 3 shows both the linear and the
 /// doubling part of the schedule in about 19 s.
@@ -55,41 +52,43 @@ const PORTS: u16 = 10;
 /// How long each port experiment keeps connecting.
 const PORT_RUN: Duration = Duration::from_millis(2500);
 
+/// The four experiments, as named on the command line.
+const EXPERIMENTS: [&str; 4] = ["syn", "cookies", "ports", "fin-wait"];
+
+/// One experiment's name, checked.
+struct Experiment(&'static str);
+
+impl std::str::FromStr for Experiment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        EXPERIMENTS
+            .iter()
+            .find(|e| **e == s)
+            .map(|e| Experiment(e))
+            .ok_or_else(|| format!("expected one of {}", EXPERIMENTS.join(", ")))
+    }
+}
+
 fn main() -> ExitCode {
-    let mut chosen: Vec<String> = Vec::new();
-    let mut syn_retries = DEFAULT_SYN_RETRIES;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            "--syn-retries" => match args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n| (1..=8).contains(&n))
-            {
-                Some(n) => syn_retries = n,
-                None => return usage("--syn-retries needs a number from 1 to 8"),
-            },
-            "syn" | "cookies" | "ports" | "fin-wait" => chosen.push(arg),
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
-    }
-    if chosen.is_empty() {
-        chosen = ["syn", "cookies", "ports", "fin-wait"].map(String::from).to_vec();
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("kernel_lab.rs"));
+    let syn_retries: u32 = args.value(
+        "--syn-retries N",
+        DEFAULT_SYN_RETRIES,
+        "tcp_syn_retries inside the SYN experiment, 1 to 8 (default 3: about 19 s)",
+    );
+    args.check((1..=8).contains(&syn_retries), "--syn-retries must be from 1 to 8");
+    let only: Option<Experiment> = args.free("EXPERIMENT", "syn, cookies, ports or fin-wait (default: all four)");
+    args.finish();
+    let chosen: Vec<&'static str> = only.map_or(EXPERIMENTS.to_vec(), |e| vec![e.0]);
     let host_retries = netns::sysctl("net/ipv4/tcp_syn_retries")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
 
     let runs: Vec<_> = chosen
-        .iter()
+        .into_iter()
         .map(|name| {
-            let name = name.clone();
-            std::thread::spawn(move || match name.as_str() {
+            std::thread::spawn(move || match name {
                 "syn" => show_syn(syn_retries, host_retries),
                 "cookies" => show_cookies(),
                 "ports" => show_ports(),
@@ -97,7 +96,7 @@ fn main() -> ExitCode {
             })
         })
         .collect();
-    let mut failed = false;
+    let mut outcome: Result<(), String> = Ok(());
     for run in runs {
         match run.join() {
             Ok(Ok(text)) => print!("{text}"),
@@ -105,23 +104,11 @@ fn main() -> ExitCode {
                 println!("kernel_lab: cannot create a network namespace here ({e}); run as root. Nothing measured.");
                 return ExitCode::SUCCESS;
             }
-            Ok(Err(e)) => {
-                eprintln!("kernel_lab: {e}");
-                failed = true;
-            }
-            Err(_) => failed = true,
+            Ok(Err(e)) => outcome = Err(e.to_string()),
+            Err(_) => outcome = Err("an experiment's thread panicked".into()),
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn usage(problem: &str) -> ExitCode {
-    eprintln!("kernel_lab: {problem}\n{HELP}");
-    ExitCode::from(2)
+    common::exit("kernel_lab", outcome)
 }
 
 fn list(times: impl IntoIterator<Item = String>) -> String {

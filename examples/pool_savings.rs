@@ -44,18 +44,19 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::{median, show, MemoryKb};
 use connlab::inspect;
 use connlab::lab;
 use connlab::net::delay;
-use connlab::pg::cluster::{self, Cluster, TRUST};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::{Connection, Endpoint};
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
 use connlab::reactor;
+use connlab::testbed::postgres::TRUST;
 
-const USAGE: &str = "usage: pool_savings [--n N] [--url URL] [--backend epoll|poll|select] [--rtt 0.5ms]";
+mod common;
 
 /// The query both approaches run.
 const QUERY: &str = "SELECT 1";
@@ -74,55 +75,30 @@ struct Args {
     rtt: Option<Duration>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        n: 200,
-        url: None,
-        backend: Backend::Epoll,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_savings.rs"));
+    let mut parsed = Args {
+        n: args.value("--n N", 200, "queries each way, 1 or more (default 200)"),
+        url: args.opt(
+            "--url URL",
+            "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
+        ),
+        backend: args.backend(),
         rtt: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
-        match arg.as_str() {
-            "--n" => args.n = value()?.parse().map_err(|e| format!("--n: {e}"))?,
-            "--url" => args.url = Some(value()?),
-            "--backend" => {
-                let name = value()?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "--rtt" => args.rtt = Some(delay::parse_duration(&value()?).map_err(|e| format!("--rtt {e}"))?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
+    let rtt: Option<String> = args.opt(
+        "--rtt DURATION",
+        "add this round-trip time (e.g. 0.5ms) with a delay proxy: a LAN on loopback",
+    );
+    if let Some(text) = rtt {
+        match delay::parse_duration(&text) {
+            Ok(d) => parsed.rtt = Some(d),
+            Err(e) => args.check(false, format!("--rtt {e}")),
         }
     }
-    if args.n == 0 {
-        return Err(format!("--n must be at least 1\n{USAGE}"));
-    }
-    Ok(args)
-}
-
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `pg::cluster::choose`. The cluster
-/// is returned so that it lives (and is removed) with `main`.
-fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
-    println!("server: {chosen}");
-    Ok((chosen.config, chosen.cluster))
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
-
-fn show(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
+    args.check(parsed.n > 0, "--n must be at least 1");
+    args.finish();
+    parsed
 }
 
 /// TIME_WAIT sockets with `port` at either end, or `None` if `/proc/net/tcp`
@@ -130,23 +106,6 @@ fn show(d: Duration) -> String {
 fn time_wait(port: Option<u16>) -> Option<usize> {
     let port = port?;
     inspect::tcp_census(Some(port)).ok().map(|census| census.time_wait())
-}
-
-/// Resident memory of a process in kB, from `/proc/<pid>/status`:
-/// (`VmRSS`, `RssAnon`, `RssFile`, `RssShmem`). The file is the kernel's,
-/// but it is parsed without trusting its shape: a missing line is `None`.
-fn rss_kb(pid: i32) -> Option<(u64, u64, u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((
-        field("VmRSS:")?,
-        field("RssAnon:")?,
-        field("RssFile:")?,
-        field("RssShmem:")?,
-    ))
 }
 
 struct Unpooled {
@@ -253,8 +212,12 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
     );
     let ratio = fresh_median.as_secs_f64() / pooled_median.as_secs_f64().max(1e-9);
     match args.rtt {
-        Some(rtt) => println!("pooling is {ratio:.1}× faster per query with {rtt:?} added to each round trip (the story: 10× on a 0.5 ms LAN)"),
-        None => println!("pooling is {ratio:.0}× faster per query on loopback (the story: 10× on a 0.5 ms LAN; try --rtt 0.5ms)"),
+        Some(rtt) => println!(
+            "pooling is {ratio:.1}× faster per query with {rtt:?} added to each round trip (the story: 10× on a 0.5 ms LAN)"
+        ),
+        None => println!(
+            "pooling is {ratio:.0}× faster per query on loopback (the story: 10× on a 0.5 ms LAN; try --rtt 0.5ms)"
+        ),
     }
     println!(
         "one client, one query at a time: {:.0} queries/s unpooled, {:.0} queries/s pooled",
@@ -291,7 +254,6 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
                 "  of the startup: {} without authentication (trust login: the fork, settings, \
                  ReadyForQuery),\n  so SCRAM-SHA-256 costs {}: two more round trips and the client's PBKDF2\n  \
                  (4096 HMAC-SHA-256 rounds); the server only checks the proof against its stored keys",
-
                 show(startup_trust),
                 show(startup_scram.saturating_sub(startup_trust))
             );
@@ -304,8 +266,8 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
 
     let conn = pool.acquire().await.map_err(|e| e.to_string())?;
     let pid = conn.backend_pid();
-    match rss_kb(pid) {
-        Some((rss, anon, file, shmem)) => {
+    match common::memory_kb(pid) {
+        Some(MemoryKb { rss, anon, file, shmem }) => {
             let mb = |kb: u64| kb as f64 / 1024.0;
             println!(
                 "\nOne connection on the server: backend pid {pid}, VmRSS {:.1} MB, of which",
@@ -330,46 +292,22 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let (mut pg, cluster) = match choose_server(args.url.clone()) {
-        Ok(chosen) => chosen,
-        Err(msg) => {
-            eprintln!("pool_savings: {msg}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut trust = cluster
-        .as_ref()
-        .and_then(|c| PgConfig::from_url(&c.url_for(&TRUST)).ok());
-    // Keep the proxies alive for the whole run.
-    let mut _lan = Vec::new();
-    if let Some(rtt) = args.rtt {
-        for config in std::iter::once(&mut pg).chain(trust.as_mut()) {
-            match lab::through_lan(config, rtt) {
-                Ok(proxy) => _lan.push(proxy),
-                Err(e) => {
-                    eprintln!("pool_savings: --rtt: {e}");
-                    return ExitCode::FAILURE;
-                }
+    let args = parse_args();
+    let result = common::choose_server(args.url.clone()).and_then(|(mut pg, cluster)| {
+        let mut trust = cluster
+            .as_ref()
+            .and_then(|c| PgConfig::from_url(&c.url_for(&TRUST)).ok());
+        // The proxies live as long as this closure: the whole run.
+        let mut _lan = Vec::new();
+        if let Some(rtt) = args.rtt {
+            for config in std::iter::once(&mut pg).chain(trust.as_mut()) {
+                _lan.push(lab::through_lan(config, rtt).map_err(|e| format!("--rtt: {e}"))?);
             }
+            println!("every round trip goes through a delay proxy adding {rtt:?} (half each way): a LAN on loopback");
         }
-        println!("every round trip goes through a delay proxy adding {rtt:?} (half each way): a LAN on loopback");
-    }
-    match reactor::block_on(args.backend, run(&args, pg, trust)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(msg)) => {
-            eprintln!("pool_savings: {msg}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("pool_savings: the reactor failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+        reactor::block_on(args.backend, run(&args, pg, trust))
+            .map_err(|e| format!("the reactor failed: {e}"))
+            .and_then(|r| r)
+    });
+    common::exit("pool_savings", result)
 }

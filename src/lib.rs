@@ -21,6 +21,7 @@
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | [`lab`] | kernel experiments in a private network namespace: SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2 | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
+//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
@@ -41,4 +42,5 @@ pub mod poller;
 pub mod pool;
 pub mod reactor;
 pub mod sys;
+pub mod testbed;
 pub mod trace;

@@ -84,21 +84,12 @@ pub fn loopback_facts() -> io::Result<LoopbackFacts> {
 /// Both ends are matched: loopback recycles ports, so an older TIME_WAIT
 /// socket may hold the same local port toward another listener.
 fn time_wait_left(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<f64>> {
-    let text = fs::read_to_string(inspect::proc_net::PROC_NET_TCP)?;
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let row = inspect::proc_net::parse_tcp_table(&format!("header\n{line}"));
-        let Some(r) = row.rows.first() else { continue };
-        if r.local != local || r.remote != remote || r.state != TcpState::TimeWait {
-            continue;
-        }
-        let when = cols
-            .get(5)
-            .and_then(|t| t.split_once(':'))
-            .and_then(|(_, w)| u64::from_str_radix(w, 16).ok());
-        return Ok(when.map(|ticks| ticks as f64 / USER_HZ as f64));
-    }
-    Ok(None)
+    Ok(inspect::tcp_table()?
+        .rows
+        .iter()
+        .find(|r| r.local == local && r.remote == remote && r.state == TcpState::TimeWait)
+        .filter(|r| r.timer.0 == inspect::proc_net::TIMER_TIME_WAIT)
+        .map(|r| r.timer.1 as f64 / USER_HZ as f64))
 }
 
 /// `(cache name, object size)` for every slab cache. `/proc/slabinfo` is

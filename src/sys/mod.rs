@@ -29,6 +29,7 @@
 //! - `info.rs`: `TCP_INFO`, buffer sizes, `ioctl(SIOCINQ/SIOCOUTQ)`, `fstat(2)`.
 //! - `netns.rs`: `unshare(CLONE_NEWNET)`, `ioctl(SIOCSIFFLAGS)` on `lo`, and the
 //!   per-namespace sysctls, for experiments that change the kernel's TCP settings.
+//! - `user.rs`: `geteuid(2)`, `getpwnam_r(3)` (who to run a throwaway server as).
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("connlab teaches Linux's syscalls (epoll, accept4, TCP_INFO, /proc) and builds only on Linux.");
@@ -39,6 +40,7 @@ pub mod info;
 pub mod netns;
 pub mod signal;
 pub mod socket;
+pub mod user;
 
 use std::fmt;
 use std::io;
