@@ -1,18 +1,19 @@
 //! `kernel_lab`: where this kernel departs from the story, shown rather
 //! than assumed. Which questions: Q13 (when does a connect give up?), Q14
-//! (what happens when the accept queue overflows?), Q27 (how long is
-//! FIN_WAIT_2?) and Q28 (when do ephemeral ports run out?).
+//! (what happens when the accept queue overflows?), Q23 (why is a fresh
+//! connection's first response slower?), Q27 (how long is FIN_WAIT_2?) and
+//! Q28 (when do ephemeral ports run out?).
 //!
 //! ```text
-//! sudo cargo run --release --example kernel_lab            # all four, about 20 s
-//! sudo cargo run --release --example kernel_lab -- cookies # or syn, ports, fin-wait
+//! sudo cargo run --release --example kernel_lab            # all five, about 20 s
+//! sudo cargo run --release --example kernel_lab -- cookies # or syn, ports, fin-wait, slow-start
 //! ```
 //!
 //! Each experiment changes TCP sysctls no one should change on a shared
 //! machine (SYN cookies off, ten ephemeral ports, a 3 s `tcp_fin_timeout`),
 //! so each runs on its own thread inside a private network namespace made
 //! with `unshare(CLONE_NEWNET)`: its own loopback, sockets, sysctls and
-//! `/proc/net` counters, gone when the thread ends. The four run in
+//! `/proc/net` counters, gone when the thread ends. They run in
 //! parallel and print in order. That needs root; without it the program
 //! says so and exits 0 with nothing measured.
 //!
@@ -37,7 +38,7 @@ use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use connlab::lab::{self, cookies, fin_wait, ports, run_private, secs, syn};
+use connlab::lab::{self, cookies, fin_wait, ports, run_private, secs, slow_start, syn};
 use connlab::sys::netns;
 
 mod common;
@@ -53,7 +54,7 @@ const PORTS: u16 = 10;
 const PORT_RUN: Duration = Duration::from_millis(2500);
 
 /// The four experiments, as named on the command line.
-const EXPERIMENTS: [&str; 4] = ["syn", "cookies", "ports", "fin-wait"];
+const EXPERIMENTS: [&str; 5] = ["syn", "cookies", "ports", "fin-wait", "slow-start"];
 
 /// One experiment's name, checked.
 struct Experiment(&'static str);
@@ -77,7 +78,10 @@ fn main() -> ExitCode {
         "tcp_syn_retries inside the SYN experiment, 1 to 8 (default 3: about 19 s)",
     );
     args.check((1..=8).contains(&syn_retries), "--syn-retries must be from 1 to 8");
-    let only: Option<Experiment> = args.free("EXPERIMENT", "syn, cookies, ports or fin-wait (default: all four)");
+    let only: Option<Experiment> = args.free(
+        "EXPERIMENT",
+        "syn, cookies, ports, fin-wait or slow-start (default: all five)",
+    );
     args.finish();
     let chosen: Vec<&'static str> = only.map_or(EXPERIMENTS.to_vec(), |e| vec![e.0]);
     let host_retries = netns::sysctl("net/ipv4/tcp_syn_retries")
@@ -92,7 +96,8 @@ fn main() -> ExitCode {
                 "syn" => show_syn(syn_retries, host_retries),
                 "cookies" => show_cookies(),
                 "ports" => show_ports(),
-                _ => show_fin_wait(),
+                "fin-wait" => show_fin_wait(),
+                _ => show_slow_start(),
             })
         })
         .collect();
@@ -332,5 +337,53 @@ fn show_fin_wait() -> io::Result<String> {
         );
     }
     out += "   only the orphan (no fd left) is timed out; a process that crashes leaves orphans, and its peer sits in CLOSE_WAIT\n\n";
+    Ok(out)
+}
+
+fn show_slow_start() -> io::Result<String> {
+    let variants = [("cubic", true), ("cubic", false), ("bbr", true)];
+    let runs: Vec<_> = variants
+        .iter()
+        .map(|&(cc, restart)| std::thread::spawn(move || run_private(move || slow_start::run(cc, restart))))
+        .collect();
+    let mut out = format!(
+        "5. Slow start: one {} KB response, fresh, at once again, and after {:?} idle (Q23)\n",
+        slow_start::RESPONSE / 1024,
+        slow_start::IDLE
+    );
+    for (i, run) in runs.into_iter().enumerate() {
+        let r = run.join().map_err(|_| io::Error::other("slow-start run panicked"))??;
+        if i == 0 {
+            out += &format!(
+                "   namespace: the server's MSS {} B (TCP_MAXSEG {}), {} segments per response; cwnd = tcpi_snd_cwnd\n",
+                r.mss,
+                slow_start::ETHERNET_MSS,
+                r.responses[0].segments
+            );
+        }
+        let [fresh, warm, idle] = r.responses;
+        out += &format!(
+            "   {:<5} tcp_slow_start_after_idle = {}: cwnd fresh {} -> {}, warm {} -> {}, after idle {} -> {}\n",
+            r.congestion_control,
+            u8::from(r.restart_after_idle),
+            fresh.cwnd_before,
+            fresh.cwnd_after,
+            warm.cwnd_before,
+            warm.cwnd_after,
+            idle.cwnd_before,
+            idle.cwnd_after
+        );
+    }
+    let segments = (slow_start::RESPONSE as u32).div_ceil(1448);
+    let (cold, warm) = (
+        slow_start::slow_start_rounds(segments, 10),
+        slow_start::slow_start_rounds(segments, 79),
+    );
+    out += &format!(
+        "   arithmetic: {segments} segments from a window of 10 take {cold} round trips, from 79 take {warm}:\n   \
+         at a 0.5 ms RTT, {} ms against {} ms\n\n",
+        f64::from(cold) * 0.5,
+        f64::from(warm) * 0.5
+    );
     Ok(out)
 }

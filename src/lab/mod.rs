@@ -30,6 +30,7 @@ pub mod cookies;
 pub mod facts;
 pub mod fin_wait;
 pub mod ports;
+pub mod slow_start;
 pub mod syn;
 
 use std::collections::HashMap;

@@ -200,6 +200,56 @@ fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool, shown: &
     Ok(())
 }
 
+/// `setsockopt(TCP_MAXSEG)`: cap the segment size this socket sends and
+/// announces (`tcp(7)`). Set on a listener before `listen`, the accepted
+/// sockets inherit it; loopback experiments use it to send Ethernet-sized
+/// 1,460-byte segments instead of loopback's 32 KiB ones.
+pub fn set_maxseg(fd: RawFd, bytes: u16) -> io::Result<()> {
+    let value = libc::c_int::from(bytes);
+    // SAFETY: value is a readable c_int and the length says so.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    cvt(
+        ret,
+        "setsockopt",
+        format_args!("fd {fd}, IPPROTO_TCP, TCP_MAXSEG, {value}"),
+    )?;
+    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_MAXSEG, {value}) = 0");
+    Ok(())
+}
+
+/// `setsockopt(TCP_CONGESTION)`: choose this socket's congestion control
+/// by name (`"cubic"`, `"bbr"`, `"reno"`; see
+/// `/proc/sys/net/ipv4/tcp_available_congestion_control`). Set on a
+/// listener, the accepted sockets inherit it.
+pub fn set_congestion_control(fd: RawFd, name: &str) -> io::Result<()> {
+    // SAFETY: name points to name.len() readable bytes; the kernel copies
+    // at most that many (it needs no NUL terminator).
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    };
+    cvt(
+        ret,
+        "setsockopt",
+        format_args!("fd {fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}"),
+    )?;
+    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}) = 0");
+    Ok(())
+}
+
 /// `setsockopt(TCP_NODELAY)`: send small writes at once instead of letting
 /// Nagle's algorithm hold them back until the previous segment is acked
 /// (`tcp(7)`). Request/response protocols such as PostgreSQL's want it on.
