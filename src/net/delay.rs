@@ -19,6 +19,13 @@
 //! the head's stamp and writes it. Reading never waits for the writer, so
 //! bytes are delayed, not throttled: a burst keeps its shape, shifted.
 //!
+//! The TCP handshake is the one round trip it cannot delay: the client's
+//! kernel completes it with the proxy's kernel before the proxy even calls
+//! `accept`. So the proxy charges it to the client's first bytes instead:
+//! they are held one extra round trip, and arrive at the server when they
+//! would have on a real LAN (one and a half round trips after `connect`).
+//! A client's `connect()` itself still returns in loopback time.
+//!
 //! What it is not: a real network. The proxy terminates TCP, so the
 //! client's and the server's kernels each see a loopback peer that ACKs at
 //! once: their congestion windows and RTT estimates are loopback's, and a
@@ -112,8 +119,10 @@ async fn relay(client: TcpStream, upstream: SocketAddr, one_way: Duration) -> io
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let (client, server) = (Rc::new(client), Rc::new(server));
-    let up = pump(client.clone(), server.clone(), one_way);
-    let down = pump(server, client, one_way);
+    // The handshake's round trip, which the proxy's kernel answered at once,
+    // is charged to the client's first bytes instead.
+    let up = pump(client.clone(), server.clone(), one_way, 2 * one_way);
+    let down = pump(server, client, one_way, Duration::ZERO);
     let up = reactor::spawn(up);
     down.await?;
     up.await
@@ -128,16 +137,18 @@ struct Line {
     writer: Option<Waker>,
 }
 
-/// Copy `from` → `to`, each chunk `one_way` after it was read.
-async fn pump(from: Rc<TcpStream>, to: Rc<TcpStream>, one_way: Duration) -> io::Result<()> {
+/// Copy `from` → `to`, each chunk `one_way` after it was read, the first
+/// one `first_extra` later still.
+async fn pump(from: Rc<TcpStream>, to: Rc<TcpStream>, one_way: Duration, first_extra: Duration) -> io::Result<()> {
     let line = Rc::new(RefCell::new(Line::default()));
     let writer = reactor::spawn(deliver(to, line.clone()));
+    let mut extra = first_extra;
     loop {
         let mut buf = vec![0u8; CHUNK];
         let n = from.read(&mut buf).await.unwrap_or(0);
         buf.truncate(n);
         let mut l = line.borrow_mut();
-        l.queue.push_back((Instant::now() + one_way, buf));
+        l.queue.push_back((Instant::now() + one_way + std::mem::take(&mut extra), buf));
         if let Some(w) = l.writer.take() {
             w.wake();
         }
