@@ -148,7 +148,8 @@ async fn pump(from: Rc<TcpStream>, to: Rc<TcpStream>, one_way: Duration, first_e
         let n = from.read(&mut buf).await.unwrap_or(0);
         buf.truncate(n);
         let mut l = line.borrow_mut();
-        l.queue.push_back((Instant::now() + one_way + std::mem::take(&mut extra), buf));
+        l.queue
+            .push_back((Instant::now() + one_way + std::mem::take(&mut extra), buf));
         if let Some(w) = l.writer.take() {
             w.wake();
         }

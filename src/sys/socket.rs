@@ -184,7 +184,17 @@ pub fn take_error(fd: RawFd) -> io::Result<i32> {
 
 /// Set an integer socket option that is either on or off.
 fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool, shown: &'static str) -> io::Result<()> {
-    let value: libc::c_int = on.into();
+    set_int(fd, level, name, on.into(), shown)
+}
+
+/// Set an integer socket option.
+fn set_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+    shown: &'static str,
+) -> io::Result<()> {
     // SAFETY: value is a readable c_int and the length says so.
     let ret = unsafe {
         libc::setsockopt(
@@ -205,24 +215,13 @@ fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool, shown: &
 /// sockets inherit it; loopback experiments use it to send Ethernet-sized
 /// 1,460-byte segments instead of loopback's 32 KiB ones.
 pub fn set_maxseg(fd: RawFd, bytes: u16) -> io::Result<()> {
-    let value = libc::c_int::from(bytes);
-    // SAFETY: value is a readable c_int and the length says so.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_MAXSEG,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    cvt(
-        ret,
-        "setsockopt",
-        format_args!("fd {fd}, IPPROTO_TCP, TCP_MAXSEG, {value}"),
-    )?;
-    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_MAXSEG, {value}) = 0");
-    Ok(())
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_MAXSEG,
+        libc::c_int::from(bytes),
+        "IPPROTO_TCP, TCP_MAXSEG",
+    )
 }
 
 /// `setsockopt(TCP_CONGESTION)`: choose this socket's congestion control
@@ -248,6 +247,48 @@ pub fn set_congestion_control(fd: RawFd, name: &str) -> io::Result<()> {
     )?;
     crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}) = 0");
     Ok(())
+}
+
+/// `setsockopt(SO_KEEPALIVE)`: let the kernel probe an idle connection and
+/// reset it when the peer stops answering (`socket(7)`); the timing comes
+/// from the three `TCP_KEEP*` options below or the `net.ipv4.tcp_keepalive_*`
+/// sysctls (`tcp(7)`).
+pub fn set_keepalive(fd: RawFd, on: bool) -> io::Result<()> {
+    set_flag(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, on, "SOL_SOCKET, SO_KEEPALIVE")
+}
+
+/// `setsockopt(TCP_KEEPIDLE)`: seconds of silence before the first probe
+/// (1 to 32767, else `EINVAL`).
+pub fn set_keepalive_idle(fd: RawFd, seconds: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        seconds,
+        "IPPROTO_TCP, TCP_KEEPIDLE",
+    )
+}
+
+/// `setsockopt(TCP_KEEPINTVL)`: seconds between probes (1 to 32767).
+pub fn set_keepalive_interval(fd: RawFd, seconds: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        seconds,
+        "IPPROTO_TCP, TCP_KEEPINTVL",
+    )
+}
+
+/// `setsockopt(TCP_KEEPCNT)`: unanswered probes before the reset (1 to 127).
+pub fn set_keepalive_count(fd: RawFd, probes: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        probes,
+        "IPPROTO_TCP, TCP_KEEPCNT",
+    )
 }
 
 /// `setsockopt(TCP_NODELAY)`: send small writes at once instead of letting
