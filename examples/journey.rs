@@ -92,7 +92,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("journey.rs"));
-    let mut parsed = Args {
+    let parsed = Args {
         backend: args.backend(),
         trace: args.flag("--trace", "narrate every syscall and message of stops 2 to 4 (stderr)"),
         bytes: args.flag("--bytes", "hex of every message of the query"),
@@ -100,18 +100,13 @@ fn parse_args() -> Args {
             "--url URL",
             "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
         ),
-        rtt: None,
+        rtt: args
+            .opt::<delay::Rtt>(
+                "--rtt DURATION",
+                "reach PostgreSQL through a delay proxy adding this round trip (e.g. 0.5ms): a LAN on loopback",
+            )
+            .map(|r| r.0),
     };
-    let rtt: Option<String> = args.opt(
-        "--rtt DURATION",
-        "reach PostgreSQL through a delay proxy adding this round trip (e.g. 0.5ms): a LAN on loopback",
-    );
-    if let Some(text) = rtt {
-        match delay::parse_duration(&text) {
-            Ok(d) => parsed.rtt = Some(d),
-            Err(e) => args.check(false, format!("--rtt {e}")),
-        }
-    }
     args.finish();
     parsed
 }

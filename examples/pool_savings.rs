@@ -77,25 +77,20 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_savings.rs"));
-    let mut parsed = Args {
+    let parsed = Args {
         n: args.value("--n N", 200, "queries each way, 1 or more (default 200)"),
         url: args.opt(
             "--url URL",
             "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
         ),
         backend: args.backend(),
-        rtt: None,
+        rtt: args
+            .opt::<delay::Rtt>(
+                "--rtt DURATION",
+                "add this round-trip time (e.g. 0.5ms) with a delay proxy: a LAN on loopback",
+            )
+            .map(|r| r.0),
     };
-    let rtt: Option<String> = args.opt(
-        "--rtt DURATION",
-        "add this round-trip time (e.g. 0.5ms) with a delay proxy: a LAN on loopback",
-    );
-    if let Some(text) = rtt {
-        match delay::parse_duration(&text) {
-            Ok(d) => parsed.rtt = Some(d),
-            Err(e) => args.check(false, format!("--rtt {e}")),
-        }
-    }
     args.check(parsed.n > 0, "--n must be at least 1");
     args.finish();
     parsed

@@ -182,6 +182,18 @@ async fn deliver(to: Rc<TcpStream>, line: Rc<RefCell<Line>>) -> io::Result<()> {
     }
 }
 
+/// A round-trip time as a command line spells it (`0.5ms`): a
+/// [`Duration`] with a `FromStr` that goes through [`parse_duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rtt(pub Duration);
+
+impl std::str::FromStr for Rtt {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Rtt, String> {
+        parse_duration(text).map(Rtt)
+    }
+}
+
 /// Parse a duration as the examples' `--rtt` takes it: `0.5ms`, `500us`,
 /// `250µs`, `2s`. A bare number is an error: the unit is not guessed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -192,16 +204,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 0.5ms"))?;
+        .map_err(|_| "expected a number and a unit, e.g. 0.5ms".to_string())?;
     let seconds = match unit {
         "s" => value,
         "ms" => value / 1e3,
         "us" | "µs" => value / 1e6,
-        "" => return Err(format!("{text:?}: add a unit (s, ms or us)")),
-        other => return Err(format!("{text:?}: unknown unit {other:?} (s, ms or us)")),
+        "" => return Err("add a unit (s, ms or us)".to_string()),
+        other => return Err(format!("unknown unit {other:?} (s, ms or us)")),
     };
     if !(0.0..=60.0).contains(&seconds) {
-        return Err(format!("{text:?}: out of range (0 to 60 s)"));
+        return Err("out of range (0 to 60 s)".to_string());
     }
     Ok(Duration::from_secs_f64(seconds))
 }
