@@ -143,8 +143,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hundred_kilobytes_take_three_round_trips_from_ten_segments() {
-        assert_eq!(slow_start_rounds(71, 10), 3);
+    fn a_hundred_kilobytes_take_four_round_trips_from_ten_segments() {
+        assert_eq!(slow_start_rounds(70, 10), 3);
+        assert_eq!(slow_start_rounds(71, 10), 4);
         assert_eq!(slow_start_rounds(71, 80), 1);
         assert_eq!(slow_start_rounds(0, 10), 0);
     }
