@@ -7,7 +7,7 @@
 //! waits in FIN_WAIT_2. Some of those behaviours only appear with settings
 //! no one should change on a shared machine (SYN cookies off, ten ephemeral
 //! ports, a 3 s `tcp_fin_timeout`). Each experiment here runs on a thread
-//! that first calls [`sys::netns::enter_private`](crate::sys::netns::enter_private):
+//! that first calls [`crate::sys::netns::enter_private`]:
 //! a fresh TCP stack with its own sockets, sysctls and counters, gone when
 //! the thread ends.
 //!
