@@ -33,6 +33,15 @@
 //! - `--drain-to-eagain`: after a short read, read again until `EAGAIN`
 //!   (the textbook edge-triggered rule) instead of taking the short read as
 //!   proof the socket is drained; costs one failing `read` per message
+//! - `--threads N`: N reactor threads (default 1), each with its own poller
+//! - `--listener reuseport|exclusive|shared`: how N threads get connections
+//!   (default reuseport; see `connlab::net::echo::ListenerKind`); each
+//!   thread's accepts and wake-ups are printed at the end
+//! - `--max-open N`: connections open at once (per thread); more are closed
+//!   at accept
+//! - `--idle-timeout SECS`: close a connection silent that long (default off)
+//! - `--write-stall-timeout SECS`: close a connection that has not read our
+//!   bytes for that long (default 30; 0 turns it off)
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -41,7 +50,7 @@ use std::process::ExitCode;
 use std::task::Poll;
 use std::time::Duration;
 
-use connlab::net::echo::{self, EchoOptions};
+use connlab::net::echo::{self, EchoOptions, EchoReport, EchoThreads, ListenerKind};
 use connlab::net::TcpListener;
 use connlab::poller::{Backend, Mode};
 use connlab::reactor::{self, Config, Signals};
@@ -57,6 +66,18 @@ struct Args {
     max_conns: Option<u64>,
     duration: Option<Duration>,
     drain_to_eagain: bool,
+    threads: usize,
+    listener: ListenerKind,
+    options: EchoOptions,
+}
+
+/// `SECS` as a duration; 0 means "off" where `zero_is_off`.
+fn seconds(flag: &str, text: &str, zero_is_off: bool) -> Result<Option<Duration>, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{flag} {text:?}: {e}"))?;
+    if !(secs.is_finite() && (0.0..=1e9).contains(&secs)) {
+        return Err(format!("{flag} {text:?}: expected seconds from 0 to 1e9"));
+    }
+    Ok((secs > 0.0 || !zero_is_off).then(|| Duration::from_secs_f64(secs)))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +88,9 @@ fn parse_args() -> Result<Args, String> {
         max_conns: None,
         duration: None,
         drain_to_eagain: false,
+        threads: 1,
+        listener: ListenerKind::ReusePort,
+        options: EchoOptions::default(),
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -89,14 +113,21 @@ fn parse_args() -> Result<Args, String> {
                 let text = value()?;
                 args.max_conns = Some(text.parse().map_err(|e| format!("--max-conns {text:?}: {e}"))?);
             }
-            "--duration" => {
+            "--duration" => args.duration = seconds(&flag, &value()?, false)?,
+            "--threads" => {
                 let text = value()?;
-                let secs: f64 = text.parse().map_err(|e| format!("--duration {text:?}: {e}"))?;
-                if !(secs.is_finite() && secs >= 0.0) {
-                    return Err(format!("--duration {text:?}: expected seconds >= 0"));
-                }
-                args.duration = Some(Duration::from_secs_f64(secs));
+                args.threads = match text.parse() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--threads {text:?}: expected 1 to 1024")),
+                };
             }
+            "--listener" => args.listener = value()?.parse()?,
+            "--max-open" => {
+                let text = value()?;
+                args.options.max_open = Some(text.parse().map_err(|e| format!("--max-open {text:?}: {e}"))?);
+            }
+            "--idle-timeout" => args.options.idle_timeout = seconds(&flag, &value()?, true)?,
+            "--write-stall-timeout" => args.options.write_stall_timeout = seconds(&flag, &value()?, true)?,
             "--drain-to-eagain" => args.drain_to_eagain = true,
             other => {
                 return Err(format!(
@@ -151,15 +182,18 @@ fn main() -> ExitCode {
 fn run(args: Args) -> std::io::Result<()> {
     // Before anything else, so no thread starts with SIGINT unblocked.
     let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM])?;
-    let listener = TcpListener::bind(args.addr, BACKLOG)?;
     let mut config = Config::new(args.backend).short_read_means_drained(!args.drain_to_eagain);
     if let Some(mode) = args.mode {
         config = config.mode(mode);
     }
     let options = EchoOptions {
         max_conns: args.max_conns,
-        ..EchoOptions::default()
+        ..args.options
     };
+    if args.threads > 1 {
+        return run_threads(&args, config, options, signals);
+    }
+    let listener = TcpListener::bind(args.addr, BACKLOG)?;
     let report = config.block_on(async move {
         // Printed from inside the reactor, so an unsupported mode fails
         // before we claim to be listening.
@@ -172,13 +206,52 @@ fn run(args: Args) -> std::io::Result<()> {
         echo::serve(listener, options, stop_signal(signals, args.duration)).await
     })??;
     let stats = reactor::stats();
-    println!(
-        "{} connection(s), {} bytes echoed, {} failed, {} shed at EMFILE",
-        report.accepted, report.bytes_echoed, report.failed, report.shed
-    );
+    println!("{report}");
     println!(
         "reactor: {} waits, {} events, {} task polls, {} poller changes",
         stats.waits, stats.events, stats.tasks_polled, stats.poller_changes
     );
+    Ok(())
+}
+
+/// `--threads N`: the library's `EchoThreads`; this thread only waits for
+/// the stop signal.
+fn run_threads(args: &Args, config: Config, options: EchoOptions, signals: Signals) -> std::io::Result<()> {
+    let server = EchoThreads::start(config, args.addr, BACKLOG, args.threads, args.listener, options)?;
+    println!(
+        "listening on {} ({} threads, {} listener, backend {}); Ctrl-C to stop",
+        server.local_addr(),
+        args.threads,
+        args.listener,
+        args.backend
+    );
+    let stopper = server.stopper();
+    let waiting = stopper.clone();
+    reactor::block_on(Backend::Epoll, async move {
+        let stopped = waiting.wait();
+        let signalled = stop_signal(signals, args.duration);
+        let (mut stopped, mut signalled) = (pin!(stopped), pin!(signalled));
+        // Ends on a signal, or when the threads stop by themselves (an error).
+        poll_fn(|cx| {
+            if stopped.as_mut().poll(cx).is_ready() || signalled.as_mut().poll(cx).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    })?;
+    stopper.trigger();
+    let reports = server.join()?;
+    for (index, report) in reports.iter().enumerate() {
+        println!(
+            "thread {index}: accepted {}, {} wake-ups ({} found nothing), {:.2} wake-ups per accept",
+            report.accepted,
+            report.wakeups,
+            report.futile_wakeups,
+            report.wakeups_per_accept()
+        );
+    }
+    println!("{}", EchoReport::total(&reports));
     Ok(())
 }

@@ -38,16 +38,7 @@ fn start(options: EchoOptions) -> EchoThreads {
 
 fn stop(server: EchoThreads) -> EchoReport {
     server.stopper().trigger();
-    let reports = server.join().expect("echo threads end cleanly");
-    reports.into_iter().fold(EchoReport::default(), |mut sum, r| {
-        sum.accepted += r.accepted;
-        sum.bytes_echoed += r.bytes_echoed;
-        sum.failed += r.failed;
-        sum.refused += r.refused;
-        sum.idle_closed += r.idle_closed;
-        sum.stalled_closed += r.stalled_closed;
-        sum
-    })
+    EchoReport::total(&server.join().expect("echo threads end cleanly"))
 }
 
 /// This process's resident memory, in KiB (`VmRSS` in `/proc/self/status`).

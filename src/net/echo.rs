@@ -145,6 +145,53 @@ pub struct EchoReport {
     pub peak_open: u64,
 }
 
+impl EchoReport {
+    /// The sum of several threads' reports (`peak_open` summed too: an
+    /// upper bound on the connections open at once across threads).
+    pub fn total(reports: &[EchoReport]) -> EchoReport {
+        let mut sum = EchoReport::default();
+        for r in reports {
+            sum.accepted += r.accepted;
+            sum.bytes_echoed += r.bytes_echoed;
+            sum.failed += r.failed;
+            sum.shed += r.shed;
+            sum.refused += r.refused;
+            sum.idle_closed += r.idle_closed;
+            sum.stalled_closed += r.stalled_closed;
+            sum.wakeups += r.wakeups;
+            sum.futile_wakeups += r.futile_wakeups;
+            sum.peak_open += r.peak_open;
+        }
+        sum
+    }
+
+    /// Wake-ups of the accepting task per connection accepted: 1.0 when
+    /// every wake-up found a connection, N when N threads woke for each.
+    pub fn wakeups_per_accept(&self) -> f64 {
+        self.wakeups as f64 / self.accepted.max(1) as f64
+    }
+}
+
+impl fmt::Display for EchoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connection(s), {} bytes echoed, {} failed, {} shed at EMFILE",
+            self.accepted, self.bytes_echoed, self.failed, self.shed
+        )?;
+        for (n, what) in [
+            (self.refused, "refused at the cap"),
+            (self.idle_closed, "closed idle"),
+            (self.stalled_closed, "closed for not reading"),
+        ] {
+            if n > 0 {
+                write!(f, ", {n} {what}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     bytes: Cell<u64>,
