@@ -56,7 +56,9 @@ use connlab::reactor::{self, Config};
 const MSG_LEN: usize = 64;
 /// The server's accept queue: deep enough for the client's batches.
 const BACKLOG: i32 = 4096;
-/// Connections the client opens at once (each batch completes before the next).
+/// Connections the client opens at once by default (each batch completes
+/// before the next); `--batch 1` connects one at a time, which is what
+/// shows the thundering herd (every connection finds every thread asleep).
 const CONNECT_BATCH: usize = 512;
 /// fds kept free for the process's own needs (stdio, epoll, the listener...).
 const FD_RESERVE: u64 = 64;
@@ -66,15 +68,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SLABS: [&str; 5] = ["TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi"];
 const PAGE: u64 = 4096;
 
+/// `println!` that returns the error instead of panicking, so a closed
+/// stdout (`c10k | head -1`) ends the program quietly: see `main`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout(), $($arg)*)
+    };
+}
+
 const USAGE: &str = "\
 usage: c10k [--conns N[,N...]] [--busy-secs S] [--threads N] [--listener reuseport|exclusive|shared]
-            [--peer NAME=PATH]... [--soak SECS]
+            [--peer NAME=PATH]... [--soak SECS] [--batch N]
   --conns       connection counts to measure (default 1000,5000,19000; capped by RLIMIT_NOFILE)
   --busy-secs   length of the busy phase (default 2)
   --threads     reactor threads in connlab's server (default 1)
   --listener    how those threads share the port (default reuseport)
   --peer        also measure another echo server binary that prints `LISTENING <addr>`
-  --soak SECS   one long busy phase at the largest --conns; exits 1 on any error or growth";
+  --soak SECS   one long busy phase at the largest --conns; exits 1 on any error or growth
+  --batch N     connections the client opens at once (default 512; 1 shows the thundering herd)";
 
 struct Args {
     conns: Vec<usize>,
@@ -83,6 +94,7 @@ struct Args {
     listener: ListenerKind,
     peers: Vec<(String, String)>,
     soak: Option<Duration>,
+    batch: usize,
 }
 
 fn parse_args(words: &[String]) -> Result<Args, String> {
@@ -93,6 +105,7 @@ fn parse_args(words: &[String]) -> Result<Args, String> {
         listener: ListenerKind::ReusePort,
         peers: Vec::new(),
         soak: None,
+        batch: CONNECT_BATCH,
     };
     let mut words = words.iter();
     while let Some(flag) = words.next() {
@@ -117,6 +130,14 @@ fn parse_args(words: &[String]) -> Result<Args, String> {
                     .ok_or(format!("--threads {text:?}: expected 1 to 256"))?;
             }
             "--listener" => args.listener = value()?.parse()?,
+            "--batch" => {
+                let text = value()?;
+                args.batch = text
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or(format!("--batch {text:?}: expected a count > 0"))?;
+            }
             "--peer" => {
                 let text = value()?;
                 let (name, path) = text
@@ -142,7 +163,8 @@ fn main() -> ExitCode {
     // The two child roles, started by this program itself.
     let result = match words.first().map(String::as_str) {
         Some("--help" | "-h") => {
-            println!("{USAGE}");
+            // A closed stdout here leaves nothing to report.
+            let _ = out!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Some("--serve") => serve(&words[1..]),
@@ -158,6 +180,8 @@ fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader of our output has gone (`| head`): nothing left to do.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("c10k: {e}");
             ExitCode::FAILURE
@@ -184,13 +208,17 @@ fn serve(words: &[String]) -> io::Result<bool> {
         kind,
         EchoOptions::default(),
     )?;
-    println!("LISTENING {}", server.local_addr());
+    out!("LISTENING {}", server.local_addr())?;
     io::stdout().flush()?;
     // Blocks this (otherwise idle) thread until the parent closes our stdin.
     io::copy(&mut io::stdin().lock(), &mut io::sink())?;
     server.stopper().trigger();
-    let total = EchoReport::total(&server.join()?);
-    println!("REPORT {} {} {}", total.accepted, total.bytes_echoed, total.failed);
+    let reports = server.join()?;
+    for (i, r) in reports.iter().enumerate() {
+        out!("THREAD {i} {} {} {}", r.accepted, r.wakeups, r.futile_wakeups)?;
+    }
+    let total = EchoReport::total(&reports);
+    out!("REPORT {} {} {}", total.accepted, total.bytes_echoed, total.failed)?;
     Ok(true)
 }
 
@@ -208,9 +236,10 @@ fn client(words: &[String]) -> io::Result<bool> {
         .get(1)
         .and_then(|w| w.parse().ok())
         .ok_or_else(|| io::Error::other("--client needs ADDR N"))?;
+    let batch: usize = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(CONNECT_BATCH);
     reactor::block_on(Backend::Epoll, async move {
-        let mut conns = open_all(addr, n).await?;
-        println!("CONNECTED {}", conns.len());
+        let mut conns = open_all(addr, n, batch).await?;
+        out!("CONNECTED {}", conns.len())?;
         // Reading stdin blocks the reactor, which is fine: while we wait for
         // the next command there is nothing for it to do.
         for line in io::stdin().lock().lines() {
@@ -220,15 +249,15 @@ fn client(words: &[String]) -> io::Result<bool> {
                 (Some("busy"), Some(secs)) => {
                     let secs: f64 = secs.parse().map_err(io::Error::other)?;
                     let (msgs, errors) = ping_pong_all(&conns, Duration::from_secs_f64(secs)).await;
-                    println!("BUSY {msgs} {} {errors}", msgs * MSG_LEN as u64);
+                    out!("BUSY {msgs} {} {errors}", msgs * MSG_LEN as u64)?;
                 }
                 (Some("close"), _) => {
                     conns.clear();
-                    println!("CLOSED");
+                    out!("CLOSED")?;
                 }
                 (Some("open"), _) => {
-                    conns = open_all(addr, n).await?;
-                    println!("CONNECTED {}", conns.len());
+                    conns = open_all(addr, n, batch).await?;
+                    out!("CONNECTED {}", conns.len())?;
                 }
                 _ => return Err(io::Error::other(format!("client: unknown command {line:?}"))),
             }
@@ -238,14 +267,22 @@ fn client(words: &[String]) -> io::Result<bool> {
     })?
 }
 
-async fn open_all(addr: SocketAddr, n: usize) -> io::Result<Vec<Rc<TcpStream>>> {
+async fn open_all(addr: SocketAddr, n: usize, batch: usize) -> io::Result<Vec<Rc<TcpStream>>> {
     let mut conns = Vec::with_capacity(n);
     while conns.len() < n {
-        let batch: Vec<_> = (conns.len()..n.min(conns.len() + CONNECT_BATCH))
+        let handles: Vec<_> = (conns.len()..n.min(conns.len() + batch))
             .map(|_| reactor::spawn(TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)))
             .collect();
-        for handle in batch {
+        let first_new = conns.len();
+        for handle in handles {
             conns.push(Rc::new(handle.await?));
+        }
+        // One byte there and back on each: proof the server has accepted
+        // it, so the next batch finds the server's threads asleep again.
+        for conn in &conns[first_new..] {
+            let mut back = [0u8; 1];
+            conn.write_all(b"!").await?;
+            conn.read_exact(&mut back).await?;
         }
     }
     Ok(conns)
@@ -407,6 +444,27 @@ impl LineChild {
         input.flush()
     }
 
+    /// Close its stdin: connlab's server stops, prints one `THREAD i
+    /// accepted wakeups futile` line per thread, then `REPORT accepted
+    /// bytes failed`. Returns the per-thread lines and the report.
+    fn stop_and_report(&mut self) -> io::Result<(Vec<[u64; 3]>, [u64; 3])> {
+        self.input = None;
+        let mut threads = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.output.read_line(&mut line)? == 0 {
+                return Err(io::Error::other("server exited without its REPORT line"));
+            }
+            let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+            match (line.split_whitespace().next(), numbers.as_slice()) {
+                (Some("THREAD"), [_, a, w, f]) => threads.push([*a, *w, *f]),
+                (Some("REPORT"), [a, b, f]) => return Ok((threads, [*a, *b, *f])),
+                _ => {}
+            }
+        }
+    }
+
     /// Close its stdin (the server's cue to stop) and wait for it.
     fn finish(&mut self) -> io::Result<()> {
         self.input = None;
@@ -426,9 +484,9 @@ fn me() -> io::Result<Command> {
     Ok(Command::new(std::env::current_exe()?))
 }
 
-fn start_client(addr: SocketAddr, n: usize) -> io::Result<LineChild> {
+fn start_client(addr: SocketAddr, n: usize, batch: usize) -> io::Result<LineChild> {
     let mut command = me()?;
-    command.args(["--client", &addr.to_string(), &n.to_string()]);
+    command.args(["--client", &addr.to_string(), &n.to_string(), &batch.to_string()]);
     LineChild::start(command)
 }
 
@@ -511,18 +569,20 @@ struct Row {
     fds: u64,
     busy_msgs: u64,
     busy_errors: u64,
+    /// connlab only: per thread, [accepted, wake-ups, futile wake-ups].
+    accepts: Option<Vec<[u64; 3]>>,
 }
 
 fn per_conn_bytes(now_kib: u64, base_kib: u64, n: usize) -> f64 {
     (now_kib as f64 - base_kib as f64) * 1024.0 / n as f64
 }
 
-fn measure_one(spec: &ServerSpec, n: usize, busy: Duration) -> io::Result<Row> {
+fn measure_one(spec: &ServerSpec, n: usize, busy: Duration, batch: usize) -> io::Result<Row> {
     let (mut server, addr) = start_server(spec)?;
     let pid = server.pid();
     thread::sleep(Duration::from_millis(200));
     let base = sample(pid)?;
-    let mut client = start_client(addr, n)?;
+    let mut client = start_client(addr, n, batch)?;
     client.expect("CONNECTED ")?;
     wait_for_fds(pid, base.fds + n as u64)?;
     thread::sleep(Duration::from_millis(300));
@@ -545,6 +605,10 @@ fn measure_one(spec: &ServerSpec, n: usize, busy: Duration) -> io::Result<Row> {
     client.send("close")?;
     client.expect("CLOSED")?;
     client.finish()?;
+    let accepts = match spec {
+        ServerSpec::Connlab { .. } => Some(server.stop_and_report()?.0),
+        ServerSpec::Peer { .. } => None,
+    };
     server.finish()?;
     let kernel_bytes = (idle.tcp_mem_pages as f64 - base.tcp_mem_pages as f64) * PAGE as f64 + idle.slab_bytes as f64
         - base.slab_bytes as f64;
@@ -559,6 +623,7 @@ fn measure_one(spec: &ServerSpec, n: usize, busy: Duration) -> io::Result<Row> {
         fds: idle.fds,
         busy_msgs,
         busy_errors,
+        accepts,
     })
 }
 
@@ -579,13 +644,13 @@ fn measure(args: Args) -> io::Result<bool> {
     }));
     if let Some(length) = args.soak {
         let n = args.conns.iter().copied().max().unwrap_or(1).min(budget);
-        return soak(&specs[0], n, length);
+        return soak(&specs[0], n, length, args.batch);
     }
-    println!(
+    out!(
         "RLIMIT_NOFILE raised to {}; counts above {budget} are capped",
         budget as u64 + FD_RESERVE
-    );
-    println!(
+    )?;
+    out!(
         "{:>11}  {:<24} {:>11} {:>11} {:>15} {:>15} {:>13} {:>6}  busy msgs (errors)",
         "connections",
         "server",
@@ -595,14 +660,14 @@ fn measure(args: Args) -> io::Result<bool> {
         "reopened B/conn",
         "kernel B/conn",
         "fds"
-    );
+    )?;
     let mut ok = true;
     for &wanted in &args.conns {
         let n = wanted.min(budget);
         for spec in &specs {
-            let row = measure_one(spec, n, args.busy)?;
+            let row = measure_one(spec, n, args.busy, args.batch)?;
             ok &= row.busy_errors == 0;
-            println!(
+            out!(
                 "{:>11}  {:<24} {:>11.0} {:>11.0} {:>15} {:>15.0} {:>13.0} {:>6}  {} ({})",
                 row.conns,
                 row.server,
@@ -614,11 +679,33 @@ fn measure(args: Args) -> io::Result<bool> {
                 row.fds,
                 row.busy_msgs,
                 row.busy_errors
-            );
+            )?;
+            if let Some(threads) = row.accepts.as_ref().filter(|t| t.len() > 1) {
+                out!("{:>11}  {}", "", accept_balance(threads))?;
+            }
         }
     }
     print_sizes()?;
     Ok(ok)
+}
+
+/// "accepted 9500 / 9500 (50% / 50%), 1.32 wake-ups per accept (0.32 futile)".
+fn accept_balance(threads: &[[u64; 3]]) -> String {
+    let accepted: u64 = threads.iter().map(|t| t[0]).sum();
+    let wakeups: u64 = threads.iter().map(|t| t[1]).sum();
+    let futile: u64 = threads.iter().map(|t| t[2]).sum();
+    let counts: Vec<String> = threads.iter().map(|t| t[0].to_string()).collect();
+    let shares: Vec<String> = threads
+        .iter()
+        .map(|t| format!("{:.0}%", 100.0 * t[0] as f64 / accepted.max(1) as f64))
+        .collect();
+    format!(
+        "accepted per thread {} ({}), {:.2} wake-ups per accept ({:.2} futile)",
+        counts.join(" / "),
+        shares.join(" / "),
+        wakeups as f64 / accepted.max(1) as f64,
+        futile as f64 / accepted.max(1) as f64
+    )
 }
 
 /// `size_of` of connlab's per-connection state, from a one-connection run.
@@ -635,7 +722,7 @@ fn print_sizes() -> io::Result<()> {
         drop(TcpStream::connect(addr).await?);
         server.await.map(|report| report.task_bytes)
     })??;
-    println!(
+    out!(
         "connlab keeps per connection: source {} B + task record {} B + waker {} B (reactor::bookkeeping) + the task's future {} B (size_of_val); \
          read buffer: none (one {} KiB scratch buffer per reactor thread)",
         books.source,
@@ -643,16 +730,16 @@ fn print_sizes() -> io::Result<()> {
         books.waker,
         task,
         reactor::SCRATCH_SIZE / 1024
-    );
+    )?;
     Ok(())
 }
 
 /// One long busy phase: every byte checked, RSS and fds at start and end.
-fn soak(spec: &ServerSpec, n: usize, length: Duration) -> io::Result<bool> {
+fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Result<bool> {
     let (mut server, addr) = start_server(spec)?;
     let pid = server.pid();
     let base = sample(pid)?;
-    let mut client = start_client(addr, n)?;
+    let mut client = start_client(addr, n, batch)?;
     client.expect("CONNECTED ")?;
     wait_for_fds(pid, base.fds + n as u64)?;
     // Warm-up: a short busy phase, so the start figures include the
@@ -667,10 +754,9 @@ fn soak(spec: &ServerSpec, n: usize, length: Duration) -> io::Result<bool> {
     client.expect("CLOSED")?;
     client.finish()?;
     // connlab's server reports when its stdin closes; a peer has no report.
-    server.input = None;
-    let report = match spec {
-        ServerSpec::Connlab { .. } => server.expect("REPORT ")?,
-        ServerSpec::Peer { .. } => "0 0 0".to_string(),
+    let (threads, report) = match spec {
+        ServerSpec::Connlab { .. } => server.stop_and_report()?,
+        ServerSpec::Peer { .. } => (Vec::new(), [0; 3]),
     };
     server.finish()?;
     let counts: Vec<u64> = reply.split_whitespace().filter_map(|w| w.parse().ok()).collect();
@@ -680,24 +766,26 @@ fn soak(spec: &ServerSpec, n: usize, length: Duration) -> io::Result<bool> {
         counts[1],
         counts[2] + warm_counts.get(2).copied().unwrap_or(0),
     );
-    let server_counts: Vec<u64> = report.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let server_failed = server_counts.get(2).copied().unwrap_or(u64::MAX);
-    println!(
+    let server_failed = report[2];
+    out!(
         "soak: {n} connections to {} for {:.1} s",
         spec.name(),
         elapsed.as_secs_f64()
-    );
-    println!(
+    )?;
+    out!(
         "  {msgs} messages, {bytes} bytes echoed and checked, {errors} client errors, {server_failed} server-side failures"
-    );
-    println!("  {:.0} messages/s", msgs as f64 / elapsed.as_secs_f64());
-    println!(
+    )?;
+    out!("  {:.0} messages/s", msgs as f64 / elapsed.as_secs_f64())?;
+    if threads.len() > 1 {
+        out!("  {}", accept_balance(&threads))?;
+    }
+    out!(
         "  server VmRSS {} KiB at start, {} KiB at end, {} KiB peak; fds {} at start, {} at end",
         start.rss_kib, end.rss_kib, peak, start.fds, end.fds
-    );
+    )?;
     // Growth tolerance: one 4 KiB page per 1,000 connections of allocator noise.
     let grew = end.rss_kib > start.rss_kib + (n as u64 / 1000).max(1) * 4;
     let ok = errors == 0 && server_failed == 0 && !grew && end.fds == start.fds;
-    println!("  {}", if ok { "PASS" } else { "FAIL" });
+    out!("  {}", if ok { "PASS" } else { "FAIL" })?;
     Ok(ok)
 }

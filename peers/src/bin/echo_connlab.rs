@@ -9,11 +9,13 @@
 //! `--drain-to-eagain` turns off the reactor's "a short read means the
 //! queue is drained" shortcut, so every drain ends in a `read` that fails
 //! with `EAGAIN`, as mio's users and the textbook edge-triggered loop do.
+//! `--threads N --listener reuseport|exclusive|shared` runs N reactor
+//! threads (`connlab::net::echo::EchoThreads`).
 
 use std::io;
 use std::net::SocketAddr;
 
-use connlab::net::echo::{self, EchoOptions};
+use connlab::net::echo::{self, EchoOptions, EchoThreads, ListenerKind};
 use connlab::net::TcpListener;
 use connlab::poller::{Backend, Mode};
 use connlab::reactor::Config;
@@ -36,6 +38,14 @@ fn main() -> io::Result<()> {
                 format!("unknown mode {other:?}: expected edge, level or oneshot"),
             ))
         }
+    }
+    if let Some(threads) = connlab_peers::opt_arg::<usize>("--threads") {
+        let kind: ListenerKind = connlab_peers::arg("--listener", ListenerKind::ReusePort);
+        let server = EchoThreads::start(config, addr, BACKLOG, threads, kind, EchoOptions::default())?;
+        connlab_peers::announce(server.local_addr());
+        // Serve until killed: nothing triggers the stop.
+        server.join()?;
+        return Ok(());
     }
     config.block_on(async move {
         let listener = TcpListener::bind(addr, BACKLOG)?;

@@ -6,6 +6,9 @@
 //! Run by `echo_bench`; on its own:
 //! `cargo run --release -p connlab-peers --bin echo_tokio` prints
 //! `LISTENING 127.0.0.1:<port>` and echoes until killed.
+//! `--threads N` runs tokio's multi-threaded runtime with N workers instead
+//! (one listener, work-stealing between workers), the peer of connlab's
+//! `--threads N` in `echo_bench --threads N`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,7 +21,13 @@ const READ_BUF: usize = 4096;
 
 fn main() -> io::Result<()> {
     let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let rt = match connlab_peers::opt_arg::<usize>("--threads") {
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_io()
+            .build()?,
+        None => tokio::runtime::Builder::new_current_thread().enable_io().build()?,
+    };
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;
         connlab_peers::announce(listener.local_addr()?);
