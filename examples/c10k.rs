@@ -396,6 +396,30 @@ fn slab_bytes() -> io::Result<u64> {
     Ok(total)
 }
 
+/// Voluntary context switches of the server's reactor threads (named
+/// `echo-N`), summed. Each time a thread sleeps in `epoll_wait` and is woken,
+/// it counts one. This sees what user space cannot: a thread that the
+/// kernel wakes for a connection another thread then accepts finds, when
+/// epoll re-checks the listener, nothing to report, and goes back to sleep
+/// without its reactor ever returning from the wait.
+fn reactor_switches(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        let name = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !name.starts_with("echo-") {
+            continue;
+        }
+        let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
 // ---------------------------------------------------------------- children
 
 /// A child that talks in lines: our stdin is its commands, its stdout its answers.
@@ -571,6 +595,9 @@ struct Row {
     busy_errors: u64,
     /// connlab only: per thread, [accepted, wake-ups, futile wake-ups].
     accepts: Option<Vec<[u64; 3]>>,
+    /// connlab only: reactor threads' voluntary context switches while the
+    /// client connected (each connection also carries one byte each way).
+    connect_switches: u64,
 }
 
 fn per_conn_bytes(now_kib: u64, base_kib: u64, n: usize) -> f64 {
@@ -582,9 +609,11 @@ fn measure_one(spec: &ServerSpec, n: usize, busy: Duration, batch: usize) -> io:
     let pid = server.pid();
     thread::sleep(Duration::from_millis(200));
     let base = sample(pid)?;
+    let switches_before = reactor_switches(pid)?;
     let mut client = start_client(addr, n, batch)?;
     client.expect("CONNECTED ")?;
     wait_for_fds(pid, base.fds + n as u64)?;
+    let connect_switches = reactor_switches(pid)? - switches_before;
     thread::sleep(Duration::from_millis(300));
     let idle = sample(pid)?;
     let (reply, peak) = sample_while(&mut client, pid, &format!("busy {}", busy.as_secs_f64()), "BUSY ")?;
@@ -624,6 +653,7 @@ fn measure_one(spec: &ServerSpec, n: usize, busy: Duration, batch: usize) -> io:
         busy_msgs,
         busy_errors,
         accepts,
+        connect_switches,
     })
 }
 
@@ -681,7 +711,12 @@ fn measure(args: Args) -> io::Result<bool> {
                 row.busy_errors
             )?;
             if let Some(threads) = row.accepts.as_ref().filter(|t| t.len() > 1) {
-                out!("{:>11}  {}", "", accept_balance(threads))?;
+                out!(
+                    "{:>11}  {}; reactor threads slept and woke {:.2} times per connection while connecting",
+                    "",
+                    accept_balance(threads),
+                    row.connect_switches as f64 / row.conns as f64
+                )?;
             }
         }
     }
