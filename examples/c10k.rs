@@ -489,7 +489,8 @@ impl LineChild {
         }
     }
 
-    /// Close its stdin (the server's cue to stop) and wait for it.
+    /// Close its stdin (connlab's server's cue to stop; a client's too) and
+    /// wait for it to exit.
     fn finish(&mut self) -> io::Result<()> {
         self.input = None;
         self.child.wait().map(|_| ())
@@ -634,11 +635,16 @@ fn measure_one(spec: &ServerSpec, n: usize, busy: Duration, batch: usize) -> io:
     client.send("close")?;
     client.expect("CLOSED")?;
     client.finish()?;
+    // connlab's server stops when its stdin closes; a peer is killed (on drop).
     let accepts = match spec {
-        ServerSpec::Connlab { .. } => Some(server.stop_and_report()?.0),
+        ServerSpec::Connlab { .. } => {
+            let threads = server.stop_and_report()?.0;
+            server.finish()?;
+            Some(threads)
+        }
         ServerSpec::Peer { .. } => None,
     };
-    server.finish()?;
+    drop(server);
     let kernel_bytes = (idle.tcp_mem_pages as f64 - base.tcp_mem_pages as f64) * PAGE as f64 + idle.slab_bytes as f64
         - base.slab_bytes as f64;
     Ok(Row {
@@ -793,7 +799,7 @@ fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Resu
         ServerSpec::Connlab { .. } => server.stop_and_report()?,
         ServerSpec::Peer { .. } => (Vec::new(), [0; 3]),
     };
-    server.finish()?;
+    drop(server);
     let counts: Vec<u64> = reply.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let warm_counts: Vec<u64> = warm.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let (msgs, bytes, errors) = (
@@ -816,7 +822,11 @@ fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Resu
     }
     out!(
         "  server VmRSS {} KiB at start, {} KiB at end, {} KiB peak; fds {} at start, {} at end",
-        start.rss_kib, end.rss_kib, peak, start.fds, end.fds
+        start.rss_kib,
+        end.rss_kib,
+        peak,
+        start.fds,
+        end.fds
     )?;
     // Growth tolerance: one 4 KiB page per 1,000 connections of allocator noise.
     let grew = end.rss_kib > start.rss_kib + (n as u64 / 1000).max(1) * 4;

@@ -92,12 +92,14 @@ thread_local! {
 /// buffer of its own rather than a panic; that costs one allocation and
 /// never happens in connlab's own loops.
 pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    // ANCHOR: with_scratch
     let mut buf = SCRATCH
         .with(Cell::take)
         .unwrap_or_else(|| vec![0u8; SCRATCH_SIZE].into_boxed_slice());
     let out = f(&mut buf);
     SCRATCH.with(|slot| slot.set(Some(buf)));
     out
+    // ANCHOR_END: with_scratch
 }
 
 #[cfg(test)]

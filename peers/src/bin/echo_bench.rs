@@ -387,7 +387,12 @@ fn threaded_contestants(n: usize) -> Vec<(String, &'static str, Vec<String>)> {
             (
                 format!("connlab x{n} ({kind})"),
                 "echo_connlab",
-                vec!["--threads".to_string(), n.to_string(), "--listener".to_string(), kind.to_string()],
+                vec![
+                    "--threads".to_string(),
+                    n.to_string(),
+                    "--listener".to_string(),
+                    kind.to_string(),
+                ],
             )
         })
         .collect();
