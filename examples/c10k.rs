@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example c10k                       # 1,000 / 5,000 / 19,000 connections
 //! cargo run --release --example c10k -- --conns 2000 --threads 2 --listener exclusive
-//! cargo run --release --example c10k -- --peer mio=target/release/echo_mio   # a peer beside connlab
+//! cargo run --release --example c10k -- --peers mio=target/release/echo_mio  # a peer beside connlab
 //! cargo run --release --example c10k -- --soak 60 --conns 19000              # scripts/c10k-soak
 //! ```
 //!
@@ -44,6 +44,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::rc::Rc;
+use std::str::FromStr;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,24 +69,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SLABS: [&str; 5] = ["TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi"];
 const PAGE: u64 = 4096;
 
-/// `println!` that returns the error instead of panicking, so a closed
-/// stdout (`c10k | head -1`) ends the program quietly: see `main`.
-macro_rules! out {
-    ($($arg:tt)*) => {
-        writeln!(io::stdout(), $($arg)*)
-    };
-}
-
-const USAGE: &str = "\
-usage: c10k [--conns N[,N...]] [--busy-secs S] [--threads N] [--listener reuseport|exclusive|shared]
-            [--peer NAME=PATH]... [--soak SECS] [--batch N]
-  --conns       connection counts to measure (default 1000,5000,19000; capped by RLIMIT_NOFILE)
-  --busy-secs   length of the busy phase (default 2)
-  --threads     reactor threads in connlab's server (default 1)
-  --listener    how those threads share the port (default reuseport)
-  --peer        also measure another echo server binary that prints `LISTENING <addr>`
-  --soak SECS   one long busy phase at the largest --conns; exits 1 on any error or growth
-  --batch N     connections the client opens at once (default 512; 1 shows the thundering herd)";
+mod common;
 
 struct Args {
     conns: Vec<usize>,
@@ -97,95 +81,97 @@ struct Args {
     batch: usize,
 }
 
-fn parse_args(words: &[String]) -> Result<Args, String> {
-    let mut args = Args {
-        conns: vec![1_000, 5_000, 19_000],
-        busy: Duration::from_secs(2),
-        threads: 1,
-        listener: ListenerKind::ReusePort,
-        peers: Vec::new(),
-        soak: None,
-        batch: CONNECT_BATCH,
-    };
-    let mut words = words.iter();
-    while let Some(flag) = words.next() {
-        let mut value = || words.next().cloned().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--conns" => {
-                let text = value()?;
-                args.conns = text
-                    .split(',')
-                    .map(|n| n.parse().ok().filter(|&n: &usize| n > 0))
-                    .collect::<Option<_>>()
-                    .ok_or(format!("--conns {text:?}: expected counts like 1000,5000"))?;
-            }
-            "--busy-secs" => args.busy = secs(flag, &value()?)?,
-            "--soak" => args.soak = Some(secs(flag, &value()?)?),
-            "--threads" => {
-                let text = value()?;
-                args.threads = text
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or(format!("--threads {text:?}: expected 1 to 256"))?;
-            }
-            "--listener" => args.listener = value()?.parse()?,
-            "--batch" => {
-                let text = value()?;
-                args.batch = text
-                    .parse()
-                    .ok()
-                    .filter(|&n: &usize| n > 0)
-                    .ok_or(format!("--batch {text:?}: expected a count > 0"))?;
-            }
-            "--peer" => {
-                let text = value()?;
-                let (name, path) = text
-                    .split_once('=')
-                    .ok_or(format!("--peer {text:?}: expected NAME=PATH"))?;
-                args.peers.push((name.to_string(), path.to_string()));
-            }
-            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
-        }
+/// `--conns 1000,5000,19000`.
+struct Counts(Vec<usize>);
+
+impl FromStr for Counts {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Counts, String> {
+        text.split(',')
+            .map(|n| n.trim().parse().ok().filter(|&n: &usize| n > 0))
+            .collect::<Option<_>>()
+            .map(Counts)
+            .ok_or_else(|| "expected counts like 1000,5000".to_string())
     }
-    Ok(args)
 }
 
-fn secs(flag: &str, text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("{flag} {text:?}: expected seconds from 0 to 86400")),
+/// `--peers mio=PATH,tokio=PATH`.
+struct Peers(Vec<(String, String)>);
+
+impl FromStr for Peers {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Peers, String> {
+        text.split(',')
+            .map(|p| p.split_once('=').map(|(n, path)| (n.to_string(), path.to_string())))
+            .collect::<Option<_>>()
+            .map(Peers)
+            .ok_or_else(|| "expected NAME=PATH[,NAME=PATH...]".to_string())
     }
+}
+
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("c10k.rs"));
+    let parsed = Args {
+        conns: args
+            .value(
+                "--conns N[,N...]",
+                Counts(vec![1_000, 5_000, 19_000]),
+                "connection counts to measure (default 1000,5000,19000; capped by RLIMIT_NOFILE)",
+            )
+            .0,
+        busy: args
+            .value(
+                "--busy-secs S",
+                common::Seconds(Duration::from_secs(2)),
+                "length of the busy phase (default 2)",
+            )
+            .0,
+        threads: args.value("--threads N", 1, "reactor threads in connlab's server (default 1)"),
+        listener: args.value(
+            "--listener KIND",
+            ListenerKind::ReusePort,
+            "reuseport, exclusive or shared: how those threads share the port (default reuseport)",
+        ),
+        peers: args
+            .value(
+                "--peers NAME=PATH,...",
+                Peers(Vec::new()),
+                "also measure other echo servers that print `LISTENING <addr>`",
+            )
+            .0,
+        soak: args
+            .opt::<common::Seconds>(
+                "--soak SECS",
+                "one long busy phase at the largest --conns; fails on any error or growth",
+            )
+            .map(|s| s.0),
+        batch: args.value(
+            "--batch N",
+            CONNECT_BATCH,
+            "connections the client opens at once (default 512; 1 shows the thundering herd)",
+        ),
+    };
+    args.check((1..=256).contains(&parsed.threads), "--threads: expected 1 to 256");
+    args.check(parsed.batch > 0, "--batch: expected a count > 0");
+    args.finish();
+    parsed
 }
 
 fn main() -> ExitCode {
-    let words: Vec<String> = std::env::args().skip(1).collect();
-    // The two child roles, started by this program itself.
-    let result = match words.first().map(String::as_str) {
-        Some("--help" | "-h") => {
-            // A closed stdout here leaves nothing to report.
-            let _ = out!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some("--serve") => serve(&words[1..]),
-        Some("--client") => client(&words[1..]),
-        _ => match parse_args(&words) {
-            Ok(args) => measure(args),
-            Err(e) => {
-                eprintln!("c10k: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    // The two child roles, started by this program itself with words it
+    // chose; everything else is the user's command line.
+    let role = std::env::args_os().nth(1);
+    let child = |rest: fn(&[String]) -> io::Result<()>| {
+        // If the measuring parent dies, our stdout's reader is gone: end
+        // quietly. (Best effort: without it, a write fails with EPIPE.)
+        let _ = connlab::sys::signal::default_sigpipe();
+        let words: Vec<String> = std::env::args().skip(2).collect();
+        common::exit("c10k", rest(&words))
     };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        // The reader of our output has gone (`| head`): nothing left to do.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("c10k: {e}");
-            ExitCode::FAILURE
-        }
+    match role.as_ref().and_then(|w| w.to_str()) {
+        Some("--serve") => child(serve),
+        Some("--client") => child(client),
+        _ => common::exit("c10k", measure(parse_args())),
     }
 }
 
@@ -193,7 +179,7 @@ fn main() -> ExitCode {
 
 /// `--serve THREADS LISTENER`: connlab's echo server until stdin closes,
 /// then its report on stdout.
-fn serve(words: &[String]) -> io::Result<bool> {
+fn serve(words: &[String]) -> io::Result<()> {
     let threads: usize = words.first().and_then(|w| w.parse().ok()).unwrap_or(1);
     let kind: ListenerKind = words
         .get(1)
@@ -208,26 +194,26 @@ fn serve(words: &[String]) -> io::Result<bool> {
         kind,
         EchoOptions::default(),
     )?;
-    out!("LISTENING {}", server.local_addr())?;
+    println!("LISTENING {}", server.local_addr());
     io::stdout().flush()?;
     // Blocks this (otherwise idle) thread until the parent closes our stdin.
     io::copy(&mut io::stdin().lock(), &mut io::sink())?;
     server.stopper().trigger();
     let reports = server.join()?;
     for (i, r) in reports.iter().enumerate() {
-        out!("THREAD {i} {} {} {}", r.accepted, r.wakeups, r.futile_wakeups)?;
+        println!("THREAD {i} {} {} {}", r.accepted, r.wakeups, r.futile_wakeups);
     }
     let total = EchoReport::total(&reports);
-    out!("REPORT {} {} {}", total.accepted, total.bytes_echoed, total.failed)?;
-    Ok(true)
+    println!("REPORT {} {} {}", total.accepted, total.bytes_echoed, total.failed);
+    Ok(())
 }
 
 // ---------------------------------------------------------------- client
 
-/// `--client ADDR N`: open N connections, then obey commands on stdin:
+/// `--client ADDR N BATCH`: open N connections, then obey commands on stdin:
 /// `busy SECS` (ping-pong on every connection, reply `BUSY msgs bytes
 /// errors`), `close` (reply `CLOSED`), `open` (reconnect, reply `CONNECTED n`).
-fn client(words: &[String]) -> io::Result<bool> {
+fn client(words: &[String]) -> io::Result<()> {
     let addr: SocketAddr = words
         .first()
         .and_then(|w| w.parse().ok())
@@ -239,7 +225,7 @@ fn client(words: &[String]) -> io::Result<bool> {
     let batch: usize = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(CONNECT_BATCH);
     reactor::block_on(Backend::Epoll, async move {
         let mut conns = open_all(addr, n, batch).await?;
-        out!("CONNECTED {}", conns.len())?;
+        println!("CONNECTED {}", conns.len());
         // Reading stdin blocks the reactor, which is fine: while we wait for
         // the next command there is nothing for it to do.
         for line in io::stdin().lock().lines() {
@@ -249,21 +235,21 @@ fn client(words: &[String]) -> io::Result<bool> {
                 (Some("busy"), Some(secs)) => {
                     let secs: f64 = secs.parse().map_err(io::Error::other)?;
                     let (msgs, errors) = ping_pong_all(&conns, Duration::from_secs_f64(secs)).await;
-                    out!("BUSY {msgs} {} {errors}", msgs * MSG_LEN as u64)?;
+                    println!("BUSY {msgs} {} {errors}", msgs * MSG_LEN as u64);
                 }
                 (Some("close"), _) => {
                     conns.clear();
-                    out!("CLOSED")?;
+                    println!("CLOSED");
                 }
                 (Some("open"), _) => {
                     conns = open_all(addr, n, batch).await?;
-                    out!("CONNECTED {}", conns.len())?;
+                    println!("CONNECTED {}", conns.len());
                 }
                 _ => return Err(io::Error::other(format!("client: unknown command {line:?}"))),
             }
             io::stdout().flush()?;
         }
-        Ok(true)
+        Ok(())
     })?
 }
 
@@ -357,12 +343,10 @@ fn sample(pid: u32) -> io::Result<Sample> {
 }
 
 fn rss_kib(pid: u32) -> io::Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/status: no VmRSS line")))
+    let pid = i32::try_from(pid).map_err(io::Error::other)?;
+    common::memory_kb(pid)
+        .map(|m| m.rss)
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/status: unreadable or no VmRSS")))
 }
 
 /// `TCP: inuse 3 orphan 0 tw 0 alloc 5 mem 2` → 2.
@@ -668,7 +652,7 @@ fn fd_budget() -> io::Result<usize> {
     Ok(limit.saturating_sub(FD_RESERVE) as usize)
 }
 
-fn measure(args: Args) -> io::Result<bool> {
+fn measure(args: Args) -> io::Result<()> {
     let budget = fd_budget()?;
     let mut specs = vec![ServerSpec::Connlab {
         threads: args.threads,
@@ -682,11 +666,11 @@ fn measure(args: Args) -> io::Result<bool> {
         let n = args.conns.iter().copied().max().unwrap_or(1).min(budget);
         return soak(&specs[0], n, length, args.batch);
     }
-    out!(
+    println!(
         "RLIMIT_NOFILE raised to {}; counts above {budget} are capped",
         budget as u64 + FD_RESERVE
-    )?;
-    out!(
+    );
+    println!(
         "{:>11}  {:<24} {:>11} {:>11} {:>15} {:>15} {:>13} {:>6}  busy msgs (errors)",
         "connections",
         "server",
@@ -696,14 +680,14 @@ fn measure(args: Args) -> io::Result<bool> {
         "reopened B/conn",
         "kernel B/conn",
         "fds"
-    )?;
+    );
     let mut ok = true;
     for &wanted in &args.conns {
         let n = wanted.min(budget);
         for spec in &specs {
             let row = measure_one(spec, n, args.busy, args.batch)?;
             ok &= row.busy_errors == 0;
-            out!(
+            println!(
                 "{:>11}  {:<24} {:>11.0} {:>11.0} {:>15} {:>15.0} {:>13.0} {:>6}  {} ({})",
                 row.conns,
                 row.server,
@@ -715,19 +699,25 @@ fn measure(args: Args) -> io::Result<bool> {
                 row.fds,
                 row.busy_msgs,
                 row.busy_errors
-            )?;
+            );
             if let Some(threads) = row.accepts.as_ref().filter(|t| t.len() > 1) {
-                out!(
+                println!(
                     "{:>11}  {}; reactor threads slept and woke {:.2} times per connection while connecting",
                     "",
                     accept_balance(threads),
                     row.connect_switches as f64 / row.conns as f64
-                )?;
+                );
             }
         }
     }
     print_sizes()?;
-    Ok(ok)
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::other(
+            "some echoed bytes came back wrong (see the errors column)",
+        ))
+    }
 }
 
 /// "accepted 9500 / 9500 (50% / 50%), 1.32 wake-ups per accept (0.32 futile)".
@@ -763,7 +753,7 @@ fn print_sizes() -> io::Result<()> {
         drop(TcpStream::connect(addr).await?);
         server.await.map(|report| report.task_bytes)
     })??;
-    out!(
+    println!(
         "connlab keeps per connection: source {} B + task record {} B + waker {} B (reactor::bookkeeping) + the task's future {} B (size_of_val); \
          read buffer: none (one {} KiB scratch buffer per reactor thread)",
         books.source,
@@ -771,12 +761,12 @@ fn print_sizes() -> io::Result<()> {
         books.waker,
         task,
         reactor::SCRATCH_SIZE / 1024
-    )?;
+    );
     Ok(())
 }
 
 /// One long busy phase: every byte checked, RSS and fds at start and end.
-fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Result<bool> {
+fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Result<()> {
     let (mut server, addr) = start_server(spec)?;
     let pid = server.pid();
     let base = sample(pid)?;
@@ -808,29 +798,29 @@ fn soak(spec: &ServerSpec, n: usize, length: Duration, batch: usize) -> io::Resu
         counts[2] + warm_counts.get(2).copied().unwrap_or(0),
     );
     let server_failed = report[2];
-    out!(
+    println!(
         "soak: {n} connections to {} for {:.1} s",
         spec.name(),
         elapsed.as_secs_f64()
-    )?;
-    out!(
+    );
+    println!(
         "  {msgs} messages, {bytes} bytes echoed and checked, {errors} client errors, {server_failed} server-side failures"
-    )?;
-    out!("  {:.0} messages/s", msgs as f64 / elapsed.as_secs_f64())?;
+    );
+    println!("  {:.0} messages/s", msgs as f64 / elapsed.as_secs_f64());
     if threads.len() > 1 {
-        out!("  {}", accept_balance(&threads))?;
+        println!("  {}", accept_balance(&threads));
     }
-    out!(
+    println!(
         "  server VmRSS {} KiB at start, {} KiB at end, {} KiB peak; fds {} at start, {} at end",
-        start.rss_kib,
-        end.rss_kib,
-        peak,
-        start.fds,
-        end.fds
-    )?;
+        start.rss_kib, end.rss_kib, peak, start.fds, end.fds
+    );
     // Growth tolerance: one 4 KiB page per 1,000 connections of allocator noise.
     let grew = end.rss_kib > start.rss_kib + (n as u64 / 1000).max(1) * 4;
     let ok = errors == 0 && server_failed == 0 && !grew && end.fds == start.fds;
-    out!("  {}", if ok { "PASS" } else { "FAIL" })?;
-    Ok(ok)
+    if !ok {
+        println!("  FAIL");
+        return Err(io::Error::other("soak failed: errors, or growth in RSS or fds"));
+    }
+    println!("  PASS");
+    Ok(())
 }

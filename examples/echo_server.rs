@@ -56,6 +56,8 @@ use connlab::poller::{Backend, Mode};
 use connlab::reactor::{self, Config, Signals};
 use connlab::sys::signal::signal_name;
 
+mod common;
+
 /// The accept queue's length: plenty for a load generator's burst of connects.
 const BACKLOG: i32 = 1024;
 
@@ -71,72 +73,59 @@ struct Args {
     options: EchoOptions,
 }
 
-/// `SECS` as a duration; 0 means "off" where `zero_is_off`.
-fn seconds(flag: &str, text: &str, zero_is_off: bool) -> Result<Option<Duration>, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{flag} {text:?}: {e}"))?;
-    if !(secs.is_finite() && (0.0..=1e9).contains(&secs)) {
-        return Err(format!("{flag} {text:?}: expected seconds from 0 to 1e9"));
-    }
-    Ok((secs > 0.0 || !zero_is_off).then(|| Duration::from_secs_f64(secs)))
+/// A timeout flag's value: 0 turns it off.
+fn off_if_zero(seconds: common::Seconds) -> Option<Duration> {
+    Some(seconds.0).filter(|d| !d.is_zero())
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        backend: Backend::Epoll,
-        mode: None,
-        addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
-        max_conns: None,
-        duration: None,
-        drain_to_eagain: false,
-        threads: 1,
-        listener: ListenerKind::ReusePort,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_server.rs"));
+    let mut parsed = Args {
+        backend: args.backend(),
+        mode: args
+            .opt::<common::ModeArg>("--mode M", "edge, level or oneshot")
+            .map(|m| m.0),
+        addr: args.listen_addr(7878),
+        max_conns: args.opt("--max-conns N", "serve N connections, then exit when they close"),
+        duration: args
+            .opt::<common::Seconds>("--duration SECS", "stop after that long")
+            .map(|s| s.0),
+        drain_to_eagain: args.flag("--drain-to-eagain", "read until EAGAIN after a short read"),
+        threads: args.value(
+            "--threads N",
+            1,
+            "reactor threads, each with its own poller (default 1)",
+        ),
+        listener: args.value(
+            "--listener KIND",
+            ListenerKind::ReusePort,
+            "how threads share the port: reuseport, exclusive or shared (default reuseport)",
+        ),
         options: EchoOptions::default(),
     };
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let mut value = || words.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backend" => args.backend = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--mode" => {
-                args.mode = Some(match value()?.as_str() {
-                    "edge" => Mode::Edge,
-                    "level" => Mode::Level,
-                    "oneshot" => Mode::OneShot,
-                    other => return Err(format!("unknown mode {other:?}: expected edge, level or oneshot")),
-                })
-            }
-            "--addr" => {
-                let text = value()?;
-                args.addr = text.parse().map_err(|e| format!("--addr {text:?}: {e}"))?;
-            }
-            "--max-conns" => {
-                let text = value()?;
-                args.max_conns = Some(text.parse().map_err(|e| format!("--max-conns {text:?}: {e}"))?);
-            }
-            "--duration" => args.duration = seconds(&flag, &value()?, false)?,
-            "--threads" => {
-                let text = value()?;
-                args.threads = match text.parse() {
-                    Ok(n) if (1..=1024).contains(&n) => n,
-                    _ => return Err(format!("--threads {text:?}: expected 1 to 1024")),
-                };
-            }
-            "--listener" => args.listener = value()?.parse()?,
-            "--max-open" => {
-                let text = value()?;
-                args.options.max_open = Some(text.parse().map_err(|e| format!("--max-open {text:?}: {e}"))?);
-            }
-            "--idle-timeout" => args.options.idle_timeout = seconds(&flag, &value()?, true)?,
-            "--write-stall-timeout" => args.options.write_stall_timeout = seconds(&flag, &value()?, true)?,
-            "--drain-to-eagain" => args.drain_to_eagain = true,
-            other => {
-                return Err(format!(
-                    "unknown option {other:?} (see the header of examples/echo_server.rs)"
-                ))
-            }
-        }
-    }
-    Ok(args)
+    let defaults = EchoOptions::default();
+    parsed.options = EchoOptions {
+        max_open: args.opt(
+            "--max-open N",
+            "connections open at once, per thread (default: the fd limit)",
+        ),
+        idle_timeout: args
+            .opt::<common::Seconds>(
+                "--idle-timeout SECS",
+                "close a connection silent that long (default off)",
+            )
+            .and_then(off_if_zero),
+        write_stall_timeout: args
+            .opt::<common::Seconds>(
+                "--write-stall-timeout SECS",
+                "close a connection that leaves our bytes unread that long (default 30; 0: never)",
+            )
+            .map_or(defaults.write_stall_timeout, off_if_zero),
+        ..defaults
+    };
+    args.check((1..=1024).contains(&parsed.threads), "--threads: expected 1 to 1024");
+    args.finish();
+    parsed
 }
 
 /// Completes when a signal arrives or the duration (if any) passes.
@@ -163,20 +152,7 @@ async fn stop_signal(signals: Signals, duration: Option<Duration>) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("echo_server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("echo_server", run(parse_args()))
 }
 
 fn run(args: Args) -> std::io::Result<()> {
@@ -231,7 +207,8 @@ fn run_threads(args: &Args, config: Config, options: EchoOptions, signals: Signa
         let stopped = waiting.wait();
         let signalled = stop_signal(signals, args.duration);
         let (mut stopped, mut signalled) = (pin!(stopped), pin!(signalled));
-        // Ends on a signal, or when the threads stop by themselves (an error).
+        // Ends on a signal, or when the threads stop by themselves (an
+        // error, or each has served its --max-conns).
         poll_fn(|cx| {
             if stopped.as_mut().poll(cx).is_ready() || signalled.as_mut().poll(cx).is_ready() {
                 Poll::Ready(())

@@ -14,33 +14,38 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use connlab::net::echo::{self, EchoOptions, EchoThreads, ListenerKind};
 use connlab::net::TcpListener;
-use connlab::poller::{Backend, Mode};
 use connlab::reactor::Config;
+use connlab_peers::common::{self, Args, ModeArg};
 
 /// The accept queue's length: room for the load generator's burst of connects.
 const BACKLOG: i32 = 1024;
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let backend: Backend = connlab_peers::arg("--backend", Backend::Epoll);
-    let mut config = Config::new(backend).short_read_means_drained(!connlab_peers::flag("--drain-to-eagain"));
-    match connlab_peers::opt_arg::<String>("--mode").as_deref() {
-        None => {}
-        Some("edge") => config = config.mode(Mode::Edge),
-        Some("level") => config = config.mode(Mode::Level),
-        Some("oneshot") => config = config.mode(Mode::OneShot),
-        Some(other) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unknown mode {other:?}: expected edge, level or oneshot"),
-            ))
-        }
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_connlab.rs"));
+    let addr = args.listen_addr(0);
+    let backend = args.backend();
+    let mode = args.opt::<ModeArg>("--mode M", "edge, level or oneshot (default: the reactor's)");
+    let drain = args.flag("--drain-to-eagain", "read until EAGAIN after a short read");
+    let threads = args.opt::<usize>("--threads N", "N reactor threads (EchoThreads) instead of one reactor");
+    let kind = args.value(
+        "--listener KIND",
+        ListenerKind::ReusePort,
+        "with --threads: reuseport, exclusive or shared",
+    );
+    args.finish();
+    let mut config = Config::new(backend).short_read_means_drained(!drain);
+    if let Some(ModeArg(mode)) = mode {
+        config = config.mode(mode);
     }
-    if let Some(threads) = connlab_peers::opt_arg::<usize>("--threads") {
-        let kind: ListenerKind = connlab_peers::arg("--listener", ListenerKind::ReusePort);
+    common::exit("echo_connlab", run(config, addr, threads, kind))
+}
+
+fn run(config: Config, addr: SocketAddr, threads: Option<usize>, kind: ListenerKind) -> io::Result<()> {
+    if let Some(threads) = threads {
         let server = EchoThreads::start(config, addr, BACKLOG, threads, kind, EchoOptions::default())?;
         connlab_peers::announce(server.local_addr());
         // Serve until killed: nothing triggers the stop.

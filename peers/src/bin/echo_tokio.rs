@@ -12,6 +12,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use connlab_peers::common::{self, Args};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -19,9 +22,16 @@ use tokio::net::TcpListener;
 /// Per-connection read buffer; a 64-byte echo never needs more.
 const READ_BUF: usize = 4096;
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let rt = match connlab_peers::opt_arg::<usize>("--threads") {
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_tokio.rs"));
+    let addr = args.listen_addr(0);
+    let threads = args.opt::<usize>("--threads N", "the multi-threaded runtime with N workers");
+    args.finish();
+    common::exit("echo_tokio", run(addr, threads))
+}
+
+fn run(addr: SocketAddr, threads: Option<usize>) -> io::Result<()> {
+    let rt = match threads {
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n.max(1))
             .enable_io()

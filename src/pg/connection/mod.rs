@@ -26,14 +26,14 @@
 //! connection ready for the next one, and a pipeline's later statements
 //! are reported as [`Error::Skipped`].
 //!
-//! Files: `types.rs` (Rust values ↔ text format), `rows.rs` (results),
-//! `error.rs` (the typed error).
+//! Files: `wire.rs` (the socket, its buffers and the framing), `types.rs`
+//! (Rust values ↔ text format), `rows.rs` (results), `error.rs` (the typed
+//! error), `tap.rs` (a record of the messages, for the examples).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,29 +41,35 @@ use std::time::{Duration, Instant};
 
 use crate::net::{Stream, TcpStream, UnixStream};
 use crate::pg::auth::{AuthStep, Authenticator};
-use crate::pg::config::{Config, Host};
+use crate::pg::config::{Config, Host, MAX_STARTUP_MESSAGE_LEN};
 use crate::pg::protocol::backend::Message;
 use crate::pg::protocol::frontend::{self, Target};
-use crate::pg::protocol::{DbError, Decoder, Format, Oid, TransactionStatus, HEADER_SIZE, LENGTH_SIZE};
+use crate::pg::protocol::{DbError, Format, Oid, TransactionStatus};
 
 mod error;
 mod rows;
 pub mod tap;
 pub mod types;
+mod wire;
 
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
+use wire::{ResultLimits, Wire, READ_BUFFER};
 
-/// The read buffer's starting size, like libpq's 16 KiB: most responses
-/// fit in one `read(2)`.
-const READ_BUFFER: usize = 16 * 1024;
-/// A read buffer grown past this for one big message shrinks back to
-/// [`READ_BUFFER`] once that message has been consumed.
-const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 /// Keep at most this many unread notices (and notifications): a chatty
 /// server must not grow our memory without bound.
 const MAX_QUEUED_NOTICES: usize = 64;
+/// Keep at most this many distinct server settings (ParameterStatus). A
+/// PostgreSQL 15 server reports 14, PostgreSQL 17 about 16; a server that
+/// invents thousands of names is not one we know, and a list searched per
+/// message made 80,000 of them cost 19 s of CPU. So settings live in a map,
+/// and names past this many are ignored (changes to known ones still count).
+pub const MAX_PARAMETERS: usize = 256;
+/// How long [`CancelToken::cancel`] may take when the connection has no
+/// `connect_timeout`: a server that accepts the cancel socket and then never
+/// closes it must not hang the caller.
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Show at most this many characters of SQL or a value in the narrator.
 const NARRATE_MAX: usize = 80;
 
@@ -114,6 +120,7 @@ pub struct CancelToken {
     endpoint: Endpoint,
     process_id: i32,
     secret_key: i32,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for CancelToken {
@@ -134,8 +141,17 @@ impl CancelToken {
     /// forget: the server answers nothing and closes the socket; the
     /// cancelled query then fails on the first connection with SQLSTATE
     /// `57014`. If the query already finished, nothing happens.
+    ///
+    /// The whole exchange is bounded by the connection's `connect_timeout`
+    /// (or [`DEFAULT_CANCEL_TIMEOUT`] without one), like libpq's.
     pub async fn cancel(&self) -> Result<(), Error> {
-        let stream = self.endpoint.connect(None).await?;
+        let limit = self.timeout.unwrap_or(DEFAULT_CANCEL_TIMEOUT);
+        let phase = Cell::new("the CancelRequest");
+        within(Some(limit), &phase, self.send_cancel()).await
+    }
+
+    async fn send_cancel(&self) -> Result<(), Error> {
+        let stream = self.endpoint.connect(on_the_clock(self.timeout)).await?;
         let mut buf = Vec::new();
         frontend::cancel_request(&mut buf, self.process_id, self.secret_key);
         crate::narrate!("→ CancelRequest pid {} (to {})", self.process_id, self.endpoint);
@@ -150,196 +166,6 @@ impl CancelToken {
     /// The backend this token cancels.
     pub fn process_id(&self) -> i32 {
         self.process_id
-    }
-}
-
-/// The socket and its buffers: bytes in and out, framing, nothing else.
-struct Wire {
-    stream: Stream,
-    /// Received bytes; `rbuf[rpos..rend]` are not yet consumed. The Vec's
-    /// length is its usable capacity, so `read(2)` writes straight into it.
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
-    decoder: Decoder,
-    /// Why the connection can no longer be used, once it cannot. A cell,
-    /// so that decoding (which lends out `&self`) can still record it.
-    broken: RefCell<Option<String>>,
-    /// The wire tap, when one is running (see [`tap`]).
-    tap: RefCell<Option<tap::Tap>>,
-    /// A request has been sent and its ReadyForQuery not yet read. If a
-    /// new request finds this set, the previous one's future was dropped
-    /// halfway (a `timeout` around a query, say): its answer is still on
-    /// the way, and reading it as the new request's would hand one caller
-    /// another's rows. So the connection is marked broken instead.
-    in_flight: Cell<bool>,
-}
-
-impl Wire {
-    fn new(stream: Stream) -> Wire {
-        Wire {
-            stream,
-            rbuf: vec![0; READ_BUFFER],
-            rpos: 0,
-            rend: 0,
-            decoder: Decoder::new(),
-            broken: RefCell::new(None),
-            tap: RefCell::new(None),
-            in_flight: Cell::new(false),
-        }
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        match &*self.broken.borrow() {
-            Some(why) => Err(Error::Closed(why.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn is_broken(&self) -> bool {
-        self.broken.borrow().is_some()
-    }
-
-    /// Start a request: refuse if the connection is broken, or if the last
-    /// request was abandoned before its ReadyForQuery (see `in_flight`).
-    /// The alternative, reading and discarding up to the old ReadyForQuery,
-    /// would make the new caller wait for the old query (a `pg_sleep(10)`
-    /// it never asked for); libpq and tokio-postgres also give up on such a
-    /// connection.
-    fn begin(&self) -> Result<(), Error> {
-        self.check()?;
-        if self.in_flight.get() {
-            let e = Error::Closed(
-                "a previous request on this connection was abandoned before its reply was read \
-                 (its future was dropped), so the connection is out of step with the server"
-                    .to_string(),
-            );
-            return Err(self.break_with(e));
-        }
-        Ok(())
-    }
-
-    /// Remember that the stream is unusable, and pass the error on.
-    fn break_with(&self, e: Error) -> Error {
-        self.broken.borrow_mut().get_or_insert_with(|| e.to_string());
-        e
-    }
-
-    /// Send `out` (then empty it) with as few `write(2)`s as the kernel allows.
-    async fn send(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        self.check()?;
-        if let Some(tap) = self.tap.borrow_mut().as_mut() {
-            tap.sent(out);
-        }
-        // Set before the write: a write abandoned halfway desynchronises too.
-        self.in_flight.set(true);
-        let sent = self.stream.write_all(out).await;
-        out.clear();
-        sent.map_err(|e| self.break_with(e.into()))
-    }
-
-    // ANCHOR: next_frame
-    /// Wait until one whole message is buffered, consume it and return
-    /// where it is in `rbuf`. Only the 5-byte header is read here (to know
-    /// how much to wait for); [`decode`](Self::decode) does the rest, once.
-    async fn next_frame(&mut self) -> Result<Range<usize>, Error> {
-        self.check()?;
-        loop {
-            let buffered = &self.rbuf[self.rpos..self.rend];
-            if let Some(header) = buffered.get(..HEADER_SIZE) {
-                let mut len = [0u8; LENGTH_SIZE];
-                len.copy_from_slice(&header[1..]);
-                let len = i32::from_be_bytes(len);
-                // A length the decoder will refuse (under 4, over its cap)
-                // must be refused now, before we wait for or make room for
-                // the bytes it promises.
-                let total = usize::try_from(len).ok().map(|len| 1 + len);
-                match total {
-                    Some(total) if len >= 4 && total - 1 <= self.decoder.max_message_len() => {
-                        if buffered.len() >= total {
-                            let frame = self.rpos..self.rpos + total;
-                            self.rpos += total;
-                            return Ok(frame);
-                        }
-                        self.make_room(total);
-                    }
-                    _ => {
-                        let e = match self.decoder.decode(buffered) {
-                            Err(e) => Error::Protocol(e),
-                            Ok(_) => Error::Unexpected(format!("message length {len}")),
-                        };
-                        return Err(self.break_with(e));
-                    }
-                }
-            } else {
-                self.make_room(HEADER_SIZE);
-            }
-            self.fill().await?;
-        }
-    }
-    // ANCHOR_END: next_frame
-
-    /// Ensure `rbuf` can hold a message of `total` bytes starting at `rpos`
-    /// and has space after `rend` to read into: move the unread bytes to
-    /// the front, and grow only for a message bigger than the buffer.
-    fn make_room(&mut self, total: usize) {
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-            // One huge result must not pin a huge buffer to a connection
-            // that then sits idle in a pool for hours.
-            if self.rbuf.len() > MAX_IDLE_READ_BUFFER && total <= READ_BUFFER {
-                self.rbuf.truncate(READ_BUFFER);
-                self.rbuf.shrink_to_fit();
-            }
-        }
-        if self.rpos + total.max(HEADER_SIZE) > self.rbuf.len() || self.rend == self.rbuf.len() {
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
-        }
-        if total > self.rbuf.len() {
-            // `total` was checked against the decoder's cap by the caller.
-            self.rbuf.resize(total, 0);
-        }
-    }
-
-    /// One `read(2)` (through the reactor: it waits for readability when
-    /// the kernel says EAGAIN). EOF here is always mid-conversation.
-    async fn fill(&mut self) -> Result<(), Error> {
-        match self.stream.read(&mut self.rbuf[self.rend..]).await {
-            Ok(0) => {
-                let e = Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection (EOF from read)",
-                ));
-                Err(self.break_with(e))
-            }
-            Ok(n) => {
-                self.rend += n;
-                Ok(())
-            }
-            Err(e) => Err(self.break_with(e.into())),
-        }
-    }
-
-    fn decode(&self, frame: Range<usize>) -> Result<Message<'_>, Error> {
-        let bytes = self.rbuf.get(frame).unwrap_or_default();
-        match self.decoder.decode(bytes) {
-            Ok(Some((msg, _))) => {
-                crate::narrate!("← {msg}");
-                if let Some(tap) = self.tap.borrow_mut().as_mut() {
-                    tap.received(&msg, bytes);
-                }
-                Ok(msg)
-            }
-            Ok(None) => {
-                // Unreachable if next_frame's framing agrees with the decoder's.
-                let e = Error::Unexpected("incomplete frame".to_string());
-                Err(self.break_with(e))
-            }
-            Err(e) => Err(self.break_with(e.into())),
-        }
     }
 }
 
@@ -370,6 +196,24 @@ impl Statement {
 }
 
 /// An open, authenticated session with one PostgreSQL backend.
+///
+/// # What a server cannot make it do
+///
+/// The server is a peer on the network, and each of these is bounded
+/// (`docs/protocol.md`, "What a server can make the client spend"):
+/// memory for a message follows the bytes that arrive, not the length a
+/// header announces; connecting (TCP, startup, authentication) takes at
+/// most [`Config::connect_timeout`]; the methods it may authenticate with
+/// are [`Config::require_auth`]'s, and its SCRAM iteration count must lie
+/// in [`Config::scram_iterations`]; it can report at most [`MAX_PARAMETERS`]
+/// settings; one request's rows are capped by [`Config::max_result_bytes`]
+/// and [`Config::max_result_rows`] (past them the connection is closed).
+///
+/// # Goodbye
+///
+/// [`close`](Self::close) sends Terminate and waits for the write; dropping
+/// the connection sends it too if the socket takes it at once, and never
+/// blocks. A broken connection just closes its socket.
 pub struct Connection {
     wire: Wire,
     /// Outgoing messages are encoded here and sent with one write.
@@ -383,10 +227,12 @@ struct Session {
     status: TransactionStatus,
     process_id: i32,
     secret_key: i32,
-    parameters: Vec<(String, String)>,
+    parameters: BTreeMap<String, String>,
     notices: VecDeque<DbError>,
     timings: ConnectTimings,
     next_statement: u64,
+    /// For the [`CancelToken`]s this connection hands out.
+    connect_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -407,9 +253,13 @@ impl Session {
     fn asynchronous<'m>(&mut self, msg: Message<'m>) -> Option<Message<'m>> {
         match msg {
             Message::ParameterStatus { name, value } => {
-                match self.parameters.iter_mut().find(|(n, _)| n == name) {
-                    Some(slot) => value.clone_into(&mut slot.1),
-                    None => self.parameters.push((name.to_string(), value.to_string())),
+                let room = self.parameters.len() < MAX_PARAMETERS;
+                match self.parameters.get_mut(name) {
+                    Some(slot) => value.clone_into(slot),
+                    None if room => {
+                        self.parameters.insert(name.to_string(), value.to_string());
+                    }
+                    None => crate::narrate!("(ignored: over {MAX_PARAMETERS} distinct settings)"),
                 }
                 None
             }
@@ -462,7 +312,26 @@ impl Connection {
         Connection::establish(config, Some(keep_bytes)).await
     }
 
+    // ANCHOR: establish
+    /// Connect within `connect_timeout`: the deadline covers the TCP
+    /// handshake *and* the conversation after it, as libpq's does, because a
+    /// server that accepts and then says nothing (or one byte a second)
+    /// would otherwise hang us forever. The error names the phase it cut.
     async fn establish(config: &Config, tap_bytes: Option<bool>) -> Result<Connection, Error> {
+        let phase = Cell::new("the TCP handshake");
+        within(
+            config.connect_timeout,
+            &phase,
+            Connection::handshake(config, tap_bytes, &phase),
+        )
+        .await
+    }
+
+    async fn handshake(
+        config: &Config,
+        tap_bytes: Option<bool>,
+        phase: &Cell<&'static str>,
+    ) -> Result<Connection, Error> {
         let started = Instant::now();
         let (stream, endpoint) = open(config).await?;
         let connect = started.elapsed();
@@ -470,36 +339,53 @@ impl Connection {
             // Each request is one write and we wait for its answer: Nagle's
             // algorithm could only delay it (libpq sets TCP_NODELAY too).
             tcp.set_nodelay(true)?;
+            set_keepalive(tcp.as_raw_fd(), &config.keepalive)?;
         }
+        let mut wire = Wire::new(stream);
+        // Until the server has proved who it is, no message may be big.
+        wire.set_max_message_len(config.max_message_len.min(MAX_STARTUP_MESSAGE_LEN));
         let mut conn = Connection {
-            wire: Wire::new(stream),
+            wire,
             out: Vec::with_capacity(READ_BUFFER),
             session: Session {
                 endpoint,
                 status: TransactionStatus::Idle,
                 process_id: 0,
                 secret_key: 0,
-                parameters: Vec::new(),
+                parameters: BTreeMap::new(),
                 notices: VecDeque::new(),
                 timings: ConnectTimings::default(),
                 next_statement: 0,
+                connect_timeout: config.connect_timeout,
             },
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
         }
         let startup = Instant::now();
+        phase.set("startup");
         conn.startup(config).await?;
+        phase.set("authentication");
+        conn.authenticate(config).await?;
+        phase.set("reading the server's parameters");
+        conn.wire.set_max_message_len(config.max_message_len);
+        conn.read_parameters().await?;
+        conn.wire.set_result_limits(ResultLimits {
+            rows: config.max_result_rows,
+            bytes: config.max_result_bytes,
+        });
         conn.session.timings = ConnectTimings {
             connect,
             startup: startup.elapsed(),
         };
         Ok(conn)
     }
+    // ANCHOR_END: establish
 
     // ANCHOR: startup
-    /// StartupMessage, then authentication until AuthenticationOk, then the
-    /// settings and backend key until the first ReadyForQuery.
+    /// The handshake's first phase: the StartupMessage says who we are and
+    /// which database we want. The server answers with an authentication
+    /// request (or an ErrorResponse, e.g. for an unknown database).
     async fn startup(&mut self, config: &Config) -> Result<(), Error> {
         let mut params = vec![
             ("user", config.user.as_str()),
@@ -512,10 +398,17 @@ impl Connection {
         }
         frontend::startup_message(&mut self.out, &params)?;
         crate::narrate!("→ StartupMessage {params:?}");
-        self.wire.send(&mut self.out).await?;
+        self.wire.send(&mut self.out).await
+    }
 
+    /// The second phase: answer each Authentication request until
+    /// AuthenticationOk. [`Authenticator`] decides every answer (and which
+    /// requests to refuse); this loop only carries messages back and forth.
+    async fn authenticate(&mut self, config: &Config) -> Result<(), Error> {
         let password = config.password.as_ref().map(|p| p.expose());
-        let mut auth = Authenticator::new(&config.user, password);
+        let mut auth = Authenticator::new(&config.user, password)
+            .require(config.require_auth)
+            .scram_iterations(config.scram_iterations.clone());
         loop {
             let frame = self.wire.next_frame().await?;
             let step = match self.wire.decode(frame)? {
@@ -536,23 +429,27 @@ impl Connection {
                     self.wire.send(&mut self.out).await?;
                 }
                 AuthStep::Wait => {}
-                AuthStep::Done => break,
+                AuthStep::Done => return Ok(()),
             }
         }
+    }
 
-        let session = &mut self.session;
-        self.wire.check()?;
+    /// The third phase: after AuthenticationOk the server starts the
+    /// backend and reports its settings (ParameterStatus) and the key a
+    /// CancelRequest must quote (BackendKeyData), then the first
+    /// ReadyForQuery.
+    async fn read_parameters(&mut self) -> Result<(), Error> {
         loop {
             let frame = self.wire.next_frame().await?;
             let msg = self.wire.decode(frame)?;
-            match session.asynchronous(msg) {
+            match self.session.asynchronous(msg) {
                 None => {}
                 Some(Message::BackendKeyData { process_id, secret_key }) => {
-                    session.process_id = process_id;
-                    session.secret_key = secret_key;
+                    self.session.process_id = process_id;
+                    self.session.secret_key = secret_key;
                 }
                 Some(Message::ReadyForQuery(status)) => {
-                    session.status = status;
+                    self.session.status = status;
                     self.wire.in_flight.set(false);
                     return Ok(());
                 }
@@ -743,16 +640,20 @@ impl Connection {
         failure.map_or(Ok(()), |db| Err(db.into()))
     }
 
-    /// Say goodbye properly: Terminate, then close the socket. (Dropping a
-    /// connection just closes the socket; the server then logs an
-    /// "unexpected EOF" but is otherwise fine.)
+    /// Say goodbye properly: Terminate, then close the socket, waiting
+    /// for the write. (Dropping a connection sends Terminate too, but only
+    /// if the socket takes it at once; see the `Drop` impl.)
     pub async fn close(mut self) -> Result<(), Error> {
         if self.wire.is_broken() {
             return Ok(());
         }
         frontend::terminate(&mut self.out);
         crate::narrate!("→ Terminate");
-        self.wire.send(&mut self.out).await
+        let sent = self.wire.send(&mut self.out).await;
+        // Closed now: Drop must not say goodbye a second time.
+        self.wire
+            .break_with(Error::Closed("closed by Connection::close".to_string()));
+        sent
     }
 
     /// The transaction state from the last ReadyForQuery: idle, in a
@@ -769,16 +670,13 @@ impl Connection {
     /// A server setting reported by ParameterStatus (`server_version`,
     /// `TimeZone`, `application_name`, ...).
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.session
-            .parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.session.parameters.get(name).map(String::as_str)
     }
 
-    /// Every server setting reported so far.
-    pub fn parameters(&self) -> &[(String, String)] {
-        &self.session.parameters
+    /// Every server setting reported so far (at most [`MAX_PARAMETERS`]),
+    /// by name.
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.session.parameters.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// The notices (warnings, `RAISE NOTICE`) received since the last call.
@@ -792,6 +690,7 @@ impl Connection {
             endpoint: self.session.endpoint.clone(),
             process_id: self.session.process_id,
             secret_key: self.session.secret_key,
+            timeout: self.session.connect_timeout,
         }
     }
 
@@ -814,6 +713,31 @@ impl Connection {
     /// request was abandoned before its reply was read.
     pub fn is_usable(&self) -> bool {
         !self.wire.is_broken() && !self.wire.in_flight.get()
+    }
+}
+
+/// Say goodbye on the way out, best effort: one non-blocking `send(2)` of
+/// the 5-byte Terminate, so the server sees a clean disconnection rather
+/// than an "unexpected EOF" (logged at DEBUG1, unseen by default, or as an
+/// error if a transaction was open). Drop can neither wait nor fail, so a
+/// full send buffer (`EAGAIN`) or a dead peer (`EPIPE`, no SIGPIPE thanks
+/// to `MSG_NOSIGNAL`) just means no goodbye: the `close(2)` that follows
+/// ends the session either way. A connection with a request in flight gets
+/// one too; the server reads it after the request.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.wire.is_broken() {
+            return;
+        }
+        let mut goodbye = Vec::with_capacity(5);
+        frontend::terminate(&mut goodbye);
+        match crate::sys::socket::write(self.as_raw_fd(), &goodbye) {
+            Ok(n) if n == goodbye.len() => crate::narrate!("→ Terminate (on drop)"),
+            // A partial write of 5 bytes cannot happen on a socket with room
+            // for them; if it did, the server would read a cut message and
+            // log it, which is no worse than no goodbye.
+            _ => crate::narrate!("(no Terminate on drop: the socket would not take it)"),
+        }
     }
 }
 
@@ -891,7 +815,7 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             let mut last = None;
             for addr in (name.as_str(), config.port).to_socket_addrs()? {
                 let endpoint = Endpoint::Tcp(addr);
-                match endpoint.connect(config.connect_timeout).await {
+                match endpoint.connect(on_the_clock(config.connect_timeout)).await {
                     Ok(stream) => return Ok((stream, endpoint)),
                     Err(e) => last = Some(e),
                 }
@@ -904,6 +828,50 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             }))
         }
     }
+}
+
+/// Run `attempt` within `limit` (none: no limit), turning a timeout into an
+/// `ETIMEDOUT`-kind error that names the phase that was cut short. A limit
+/// too large for the clock (`Instant + limit` would overflow) is no limit.
+async fn within<T>(
+    limit: Option<Duration>,
+    phase: &Cell<&'static str>,
+    attempt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match on_the_clock(limit) {
+        None => attempt.await,
+        Some(limit) => crate::reactor::timeout(limit, attempt).await.unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out after {limit:?} during {} (connect_timeout)", phase.get()),
+            )))
+        }),
+    }
+}
+
+/// `limit`, unless it is too large for the clock (`Instant + limit` would
+/// overflow): such a limit is no limit.
+fn on_the_clock(limit: Option<Duration>) -> Option<Duration> {
+    limit.filter(|t| Instant::now().checked_add(*t).is_some())
+}
+
+/// Turn TCP keepalive on or off, with libpq's optional timings.
+fn set_keepalive(fd: RawFd, keepalive: &crate::pg::config::Keepalive) -> Result<(), Error> {
+    use crate::sys::socket;
+    let secs = |d: Duration| libc::c_int::try_from(d.as_secs()).unwrap_or(libc::c_int::MAX);
+    socket::set_keepalive(fd, keepalive.enabled)?;
+    if keepalive.enabled {
+        if let Some(idle) = keepalive.idle {
+            socket::set_keepalive_idle(fd, secs(idle))?;
+        }
+        if let Some(interval) = keepalive.interval {
+            socket::set_keepalive_interval(fd, secs(interval))?;
+        }
+        if let Some(count) = keepalive.count {
+            socket::set_keepalive_count(fd, libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX))?;
+        }
+    }
+    Ok(())
 }
 
 /// Text cut short for the narrator.

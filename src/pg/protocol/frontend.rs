@@ -369,8 +369,10 @@ pub fn flush(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&FLUSH_MESSAGE);
 }
 
-/// Terminate: the polite goodbye before closing the socket; the backend exits at once instead of
-/// discovering the EOF later.
+/// Terminate: the polite goodbye before closing the socket. Without it the backend reads EOF and
+/// exits just the same, logging "unexpected EOF on client connection": at DEBUG1 (unseen with the
+/// default `log_min_messages`) when the session was idle, as an error when a transaction was open
+/// (which is rolled back either way).
 /// <https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-TERMINATION>
 pub fn terminate(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&TERMINATE_MESSAGE);
