@@ -10,6 +10,7 @@ mod helpers;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,15 @@ fn start(options: EchoOptions) -> EchoThreads {
 fn stop(server: EchoThreads) -> EchoReport {
     server.stopper().trigger();
     EchoReport::total(&server.join().expect("echo threads end cleanly"))
+}
+
+/// The abuse tests compare this process's fd count and VmRSS before and
+/// after; run in parallel, each would see the others' sockets. Every test
+/// here takes this lock, so they run one at a time.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it poisons it; the next may still run.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// This process's resident memory, in KiB (`VmRSS` in `/proc/self/status`).
@@ -94,6 +104,7 @@ fn round_trip(stream: &mut TcpStream, message: &[u8]) -> Duration {
 
 #[test]
 fn a_client_that_never_reads_is_held_to_one_buffer_then_closed() {
+    let _serial = one_at_a_time();
     let options = EchoOptions {
         write_stall_timeout: Some(Duration::from_millis(1500)),
         ..EchoOptions::default()
@@ -174,6 +185,7 @@ fn a_client_that_never_reads_is_held_to_one_buffer_then_closed() {
 
 #[test]
 fn a_silent_client_is_closed_by_the_idle_timeout_and_kept_without_one() {
+    let _serial = one_at_a_time();
     let before = snapshot("silent, before");
     let server = start(EchoOptions {
         idle_timeout: Some(Duration::from_millis(300)),
@@ -210,6 +222,7 @@ fn a_silent_client_is_closed_by_the_idle_timeout_and_kept_without_one() {
 
 #[test]
 fn the_connection_cap_closes_new_connections_and_serves_the_rest() {
+    let _serial = one_at_a_time();
     let server = start(EchoOptions {
         max_open: Some(3),
         ..EchoOptions::default()
@@ -250,6 +263,7 @@ fn the_connection_cap_closes_new_connections_and_serves_the_rest() {
 
 #[test]
 fn five_thousand_connect_then_reset_cycles_leak_no_fd_or_memory() {
+    let _serial = one_at_a_time();
     let server = start(EchoOptions::default());
     let addr = server.local_addr();
     // A reset, made without unsafe code: close a socket whose receive
@@ -286,6 +300,7 @@ fn five_thousand_connect_then_reset_cycles_leak_no_fd_or_memory() {
 
 #[test]
 fn slow_senders_at_one_byte_a_second_do_not_delay_other_clients() {
+    let _serial = one_at_a_time();
     let before = snapshot("slow senders, before");
     let server = start(EchoOptions::default());
     let addr = server.local_addr();
@@ -331,6 +346,7 @@ fn slow_senders_at_one_byte_a_second_do_not_delay_other_clients() {
 
 #[test]
 fn every_listener_kind_serves_every_connection_on_two_threads() {
+    let _serial = one_at_a_time();
     for kind in [ListenerKind::ReusePort, ListenerKind::Exclusive, ListenerKind::Shared] {
         let server = EchoThreads::start(
             Config::new(Backend::Epoll),
@@ -365,6 +381,7 @@ fn every_listener_kind_serves_every_connection_on_two_threads() {
 
 #[test]
 fn an_exclusive_listener_is_refused_where_epollexclusive_does_not_exist() {
+    let _serial = one_at_a_time();
     for config in [
         Config::new(Backend::Poll),
         Config::new(Backend::Epoll).mode(connlab::poller::Mode::Level),
