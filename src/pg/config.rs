@@ -128,6 +128,14 @@ pub struct Config {
     /// Also bounds a [`CancelToken::cancel`](crate::pg::connection::CancelToken::cancel).
     /// `None` (or `0` in the URL) waits forever.
     pub connect_timeout: Option<Duration>,
+    /// How many named statements each connection keeps parsed for
+    /// [`query`](crate::pg::Connection::query) (`statement_cache_size`;
+    /// default [`DEFAULT_STATEMENT_CACHE_SIZE`](crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE)).
+    /// `0` turns the cache off: every query then parses the unnamed
+    /// statement, which is what a transaction-mode pooler such as PgBouncer
+    /// needs (the next transaction may run on a backend that never saw our
+    /// Parse).
+    pub statement_cache_size: usize,
     /// TCP keepalive on the socket (`keepalives*`); on by default, as in libpq.
     pub keepalive: Keepalive,
     /// The authentication methods the server may choose (`require_auth`,
@@ -247,6 +255,7 @@ struct Parts {
     dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Option<String>,
+    statement_cache_size: Option<String>,
     keepalives: Option<String>,
     keepalives_idle: Option<String>,
     keepalives_interval: Option<String>,
@@ -291,6 +300,12 @@ impl Config {
             Some(text) => seconds("connect_timeout", &text, MAX_SECONDS)?,
             None => None,
         };
+        let statement_cache_size = match parts.statement_cache_size {
+            Some(text) => text
+                .parse()
+                .map_err(|_| err(format!("statement_cache_size {text:?} is not a count of statements")))?,
+            None => crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE,
+        };
         let require_auth = match pick(parts.require_auth, "PGREQUIREAUTH") {
             Some(text) => RequireAuth::parse(&text).map_err(err)?,
             None => RequireAuth::any(),
@@ -303,6 +318,7 @@ impl Config {
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
             connect_timeout,
+            statement_cache_size,
             keepalive,
             require_auth,
             scram_iterations: DEFAULT_MIN_ITERATIONS..=DEFAULT_MAX_ITERATIONS,
@@ -418,6 +434,7 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
+            "statement_cache_size" => parts.statement_cache_size = Some(value),
             "keepalives" => parts.keepalives = Some(value),
             "keepalives_idle" => parts.keepalives_idle = Some(value),
             "keepalives_interval" => parts.keepalives_interval = Some(value),

@@ -49,6 +49,10 @@ pub enum Error {
         /// Its value.
         max: u64,
     },
+    /// This call cannot serve that statement; the connection is still
+    /// usable and the message names the call that can (a `COPY` sent
+    /// through `query`, say).
+    Unsupported(&'static str),
     /// A column value could not become the Rust type asked for.
     Conversion {
         /// The column's name (or `value`).
@@ -83,7 +87,9 @@ impl Error {
             | Error::Closed(_)
             | Error::Auth(_)
             | Error::ResultTooLarge { .. } => true,
-            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Conversion { .. } => false,
+            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Unsupported(_) | Error::Conversion { .. } => {
+                false
+            }
         }
     }
 
@@ -119,6 +125,7 @@ impl fmt::Display for Error {
                 "the result is larger than {limit} ({max}); the connection was closed without reading the rest"
             ),
             Error::Skipped => f.write_str("not executed: an earlier statement in the pipeline failed"),
+            Error::Unsupported(what) => write!(f, "not supported by this call: {what}"),
             Error::Conversion { column, reason } => write!(f, "column {column} {reason}"),
         }
     }

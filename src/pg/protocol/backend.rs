@@ -68,18 +68,18 @@ pub const PORTAL_SUSPENDED: u8 = b's';
 /// Tag of NegotiateProtocolVersion. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION>
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 
-/// Tag of CopyInResponse (`COPY ... FROM STDIN`); recognised, not supported.
+/// Tag of CopyInResponse (`COPY ... FROM STDIN`): the server is ready for CopyData.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYINRESPONSE>
 pub const COPY_IN_RESPONSE: u8 = b'G';
-/// Tag of CopyOutResponse (`COPY ... TO STDOUT`); recognised, not supported.
+/// Tag of CopyOutResponse (`COPY ... TO STDOUT`): CopyData messages follow.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYOUTRESPONSE>
 pub const COPY_OUT_RESPONSE: u8 = b'H';
 /// Tag of CopyBothResponse (replication); recognised, not supported.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYBOTHRESPONSE>
 pub const COPY_BOTH_RESPONSE: u8 = b'W';
-/// Tag of CopyData; recognised, not supported. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA>
+/// Tag of CopyData: a piece of a COPY stream (one row, for `COPY ... TO STDOUT`). <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA>
 pub const COPY_DATA: u8 = b'd';
-/// Tag of CopyDone; recognised, not supported. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE>
+/// Tag of CopyDone: the end of a COPY stream. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE>
 pub const COPY_DONE: u8 = b'c';
 /// Tag of FunctionCallResponse (the legacy fast-path); recognised, not supported.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FUNCTIONCALLRESPONSE>
@@ -175,6 +175,10 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// `53300` too_many_connections.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// `26000` invalid_sql_statement_name: no prepared statement by that name (`DEALLOCATE`d, or another backend).
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// `0A000` feature_not_supported; also "cached plan must not change result type" after an `ALTER TABLE`.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }
 
 /// The transaction state the server reports in every ReadyForQuery.
@@ -264,7 +268,15 @@ pub enum Message<'a> {
         /// The protocol options it did not recognise.
         unrecognized: StrList<'a>,
     },
-    /// A real backend message that connlab does not handle (the COPY family, FunctionCallResponse).
+    /// `G`: `COPY ... FROM STDIN` began; the server waits for CopyData, then CopyDone or CopyFail.
+    CopyInResponse(CopyResponse),
+    /// `H`: `COPY ... TO STDOUT` began; CopyData messages follow, then CopyDone.
+    CopyOutResponse(CopyResponse),
+    /// `d`: a piece of a COPY stream, as is (text, CSV or binary COPY format).
+    CopyData(&'a [u8]),
+    /// `c`: the end of the server's COPY stream.
+    CopyDone,
+    /// A real backend message that connlab does not handle (CopyBothResponse, FunctionCallResponse).
     /// It is framed correctly, so the stream is still in sync; what to do is the caller's choice.
     Unsupported {
         /// The tag byte.
@@ -274,6 +286,16 @@ pub enum Message<'a> {
         /// The undecoded body.
         body: &'a [u8],
     },
+}
+
+/// The body of CopyInResponse and CopyOutResponse: the overall format and
+/// the number of columns (each column's own format code is checked, not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyResponse {
+    /// `COPY ... (FORMAT binary)`; otherwise text or CSV.
+    pub binary: bool,
+    /// How many columns each row has.
+    pub columns: u16,
 }
 
 /// The body of an `R` message, by its code.
@@ -1065,7 +1087,11 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Message<'_>, ProtocolError> {
                 unrecognized,
             }
         }
-        COPY_IN_RESPONSE | COPY_OUT_RESPONSE | COPY_BOTH_RESPONSE | COPY_DATA | COPY_DONE | FUNCTION_CALL_RESPONSE => {
+        COPY_IN_RESPONSE => Message::CopyInResponse(copy_response(&mut r, name)?),
+        COPY_OUT_RESPONSE => Message::CopyOutResponse(copy_response(&mut r, name)?),
+        COPY_DATA => Message::CopyData(r.rest()),
+        COPY_DONE => Message::CopyDone,
+        COPY_BOTH_RESPONSE | FUNCTION_CALL_RESPONSE => {
             return Ok(Message::Unsupported {
                 tag,
                 name,
@@ -1076,6 +1102,34 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Message<'_>, ProtocolError> {
     };
     r.finish()?;
     Ok(msg)
+}
+
+/// `Int8` overall format (0 text, 1 binary), `Int16` column count, then an
+/// `Int16` format per column, each 0 or 1.
+fn copy_response(r: &mut Reader<'_>, name: &'static str) -> Result<CopyResponse, ProtocolError> {
+    let binary = match r.u8("overall format")? {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(ProtocolError::Invalid {
+                message: name,
+                what: "an overall format other than 0 (text) or 1 (binary)",
+                value: Some(other.into()),
+            })
+        }
+    };
+    let columns = r.u16("column count")?;
+    for _ in 0..columns {
+        let format = r.i16("column format")?;
+        if !(0..=1).contains(&format) {
+            return Err(ProtocolError::Invalid {
+                message: name,
+                what: "a column format other than 0 or 1",
+                value: Some(format.into()),
+            });
+        }
+    }
+    Ok(CopyResponse { binary, columns })
 }
 
 fn parse_authentication<'a>(r: &mut Reader<'a>) -> Result<Authentication<'a>, ProtocolError> {
@@ -1156,14 +1210,46 @@ impl fmt::Display for Message<'_> {
                     "NegotiateProtocolVersion 3.{newest_minor} unrecognized={unrecognized:?}"
                 )
             }
+            Message::CopyInResponse(c) => write!(f, "CopyInResponse {} columns{}", c.columns, binary(c)),
+            Message::CopyOutResponse(c) => write!(f, "CopyOutResponse {} columns{}", c.columns, binary(c)),
+            Message::CopyData(data) => write!(f, "CopyData [{} bytes]", data.len()),
+            Message::CopyDone => f.write_str("CopyDone"),
             Message::Unsupported { name, body, .. } => write!(f, "{name} [{} bytes, unsupported]", body.len()),
         }
+    }
+}
+
+fn binary(c: &CopyResponse) -> &'static str {
+    if c.binary {
+        ", binary"
+    } else {
+        ""
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_responses_are_checked_and_copy_data_is_passed_through() {
+        let d = Decoder::new();
+        let copy_in = frame(COPY_IN_RESPONSE, &[0, 0, 2, 0, 0, 0, 0]);
+        let msg = d.decode(&copy_in).unwrap().unwrap().0;
+        assert_eq!(
+            msg,
+            Message::CopyInResponse(CopyResponse {
+                binary: false,
+                columns: 2
+            })
+        );
+        let bad_format = frame(COPY_OUT_RESPONSE, &[7, 0, 0]);
+        assert!(d.decode(&bad_format).is_err());
+        let short = frame(COPY_OUT_RESPONSE, &[0, 0, 2, 0, 0]);
+        assert!(d.decode(&short).is_err(), "two columns announced, one format given");
+        let data = frame(COPY_DATA, b"1\tAlice\n");
+        assert_eq!(d.decode(&data).unwrap().unwrap().0, Message::CopyData(b"1\tAlice\n"));
+    }
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];
