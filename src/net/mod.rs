@@ -22,6 +22,7 @@
 
 mod accept;
 mod conn;
+pub mod delay;
 pub mod echo;
 mod futures_io;
 mod stream;

@@ -6,12 +6,12 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::accept::Acceptor;
-use super::conn::{inet, Conn};
+use super::conn::{inet, StreamSocket};
 use crate::reactor;
 use crate::sys::addr::{self, RawAddr};
 use crate::sys::socket::{self, ConnectStatus};
@@ -30,7 +30,7 @@ fn domain_of(addr: &SocketAddr) -> libc::c_int {
 /// displaces the first (which is woken and retries), rather than both
 /// being served.
 pub struct TcpStream {
-    conn: Conn,
+    conn: StreamSocket,
 }
 
 impl TcpStream {
@@ -49,7 +49,9 @@ impl TcpStream {
         // ANCHOR: connect
         let fd = socket::stream_socket(domain_of(&addr))?;
         let status = socket::connect(fd.as_raw_fd(), &RawAddr::from_socket_addr(&addr))?;
-        let stream = TcpStream { conn: Conn::new(fd) };
+        let stream = TcpStream {
+            conn: StreamSocket::new(fd),
+        };
         if status == ConnectStatus::InProgress {
             stream.conn.finish_connect(&addr).await?;
         }
@@ -61,7 +63,9 @@ impl TcpStream {
     /// reactor timer racing the writable event; when it wins, the socket is
     /// closed (which abandons the handshake) and the error is `TimedOut`.
     /// Without it, a SYN into a black hole or a full accept queue waits for
-    /// the kernel's retries (`net.ipv4.tcp_syn_retries`, ~127 s by default).
+    /// the kernel's retries (`net.ipv4.tcp_syn_retries`: about 131 s by default on Linux 6.5+, see `examples/kernel_lab.rs`).
+    /// A `timeout` too large for an `Instant` (`Duration::MAX`) saturates to
+    /// [`FAR_FUTURE`](crate::poller::FAR_FUTURE), never panics.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         match reactor::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(result) => result,
@@ -159,13 +163,44 @@ impl TcpListener {
     /// The backlog caps the accept queue of finished handshakes (Q14); the
     /// kernel also caps it at `net.core.somaxconn`.
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        Ok(TcpListener::from_fd(TcpListener::listen_fd(addr, backlog, false)?))
+    }
+
+    /// The listening socket [`TcpListener::bind`] makes, as a bare fd that
+    /// may be sent to another thread (a `TcpListener` belongs to the
+    /// thread whose reactor first uses it). With `reuseport`,
+    /// `SO_REUSEPORT` is set before `bind`, so several such sockets (one per
+    /// reactor thread) can listen on one port, each with its own accept
+    /// queue. For one listener shared by several threads instead, bind once
+    /// and hand each thread a duplicate (`OwnedFd::try_clone`, a `dup`).
+    pub fn listen_fd(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
         let fd = socket::stream_socket(domain_of(&addr))?;
         socket::set_reuseaddr(fd.as_raw_fd(), true)?;
+        if reuseport {
+            socket::set_reuseport(fd.as_raw_fd(), true)?;
+        }
         socket::bind(fd.as_raw_fd(), &RawAddr::from_socket_addr(&addr))?;
         socket::listen(fd.as_raw_fd(), backlog)?;
-        Ok(TcpListener {
+        Ok(fd)
+    }
+
+    /// Wrap a listening fd from [`TcpListener::listen_fd`] (any non-blocking
+    /// listening TCP socket will do: a blocking one would stall the reactor
+    /// in `accept4`).
+    pub fn from_fd(fd: OwnedFd) -> TcpListener {
+        TcpListener {
             acceptor: Acceptor::new(fd),
-        })
+        }
+    }
+
+    /// [`TcpListener::from_fd`] for a listener that other reactor threads
+    /// also watch: registered with `EPOLLEXCLUSIVE`, so a connection wakes
+    /// one thread, not all (see `Registration::new_exclusive`). Needs epoll
+    /// in edge mode; accepting on any other reactor fails with an error.
+    pub fn from_fd_exclusive(fd: OwnedFd) -> TcpListener {
+        TcpListener {
+            acceptor: Acceptor::exclusive(fd),
+        }
     }
 
     /// Take the next connection off the accept queue, waiting if it is
@@ -178,9 +213,14 @@ impl TcpListener {
     /// The poll form of [`TcpListener::accept`].
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         match self.acceptor.poll_accept(cx) {
-            Poll::Ready(Ok((fd, peer))) => {
-                Poll::Ready(inet(peer).map(|peer| (TcpStream { conn: Conn::new(fd) }, peer)))
-            }
+            Poll::Ready(Ok((fd, peer))) => Poll::Ready(inet(peer).map(|peer| {
+                (
+                    TcpStream {
+                        conn: StreamSocket::new(fd),
+                    },
+                    peer,
+                )
+            })),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }

@@ -122,7 +122,19 @@ impl Source {
 impl Reactor {
     /// Start tracking `fd`. In edge mode it is added to the poller now, for
     /// both directions, once; otherwise it is added on the first wait.
-    fn register(&self, fd: RawFd) -> io::Result<usize> {
+    fn register(&self, fd: RawFd, exclusive: bool) -> io::Result<usize> {
+        if exclusive && (self.backend != crate::poller::Backend::Epoll || self.mode != Mode::Edge) {
+            // EPOLLEXCLUSIVE is epoll's, and it may only be given when adding:
+            // level and one-shot modes re-arm with EPOLL_CTL_MOD, which the
+            // kernel refuses (EINVAL) on an exclusive registration.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "fd {fd}: an exclusive (EPOLLEXCLUSIVE) registration needs epoll in edge mode, not {} in {:?} mode",
+                    self.backend, self.mode
+                ),
+            ));
+        }
         let key = self.sources.borrow_mut().insert_with(|_| Source {
             fd,
             // Unknown at first, so assume ready: step 1 tries the syscall.
@@ -134,7 +146,13 @@ impl Reactor {
             in_poller: false,
         });
         if self.mode == Mode::Edge {
-            let added = self.poller.borrow_mut().add(fd, Token(key), Interest::BOTH, Mode::Edge);
+            // An exclusive registration is for a shared listener: readable only.
+            let interest = if exclusive {
+                Interest::READABLE.exclusive()
+            } else {
+                Interest::BOTH
+            };
+            let added = self.poller.borrow_mut().add(fd, Token(key), interest, Mode::Edge);
             self.bump(|s| s.poller_changes += 1);
             if let Err(e) = added {
                 self.sources.borrow_mut().remove(key);
@@ -315,14 +333,93 @@ fn stale_source() -> io::Error {
 /// `net`'s sockets, usable for any pollable fd (a pipe, an eventfd, a
 /// signalfd).
 ///
-/// It joins the reactor of the thread that first uses it, so a listener
-/// may be created before [`block_on`](super::block_on) and moved in. If that
-/// reactor has stopped and another runs, it moves over. Dropping it leaves
-/// the poller, then closes the fd (in that order: poll and select would
-/// report a closed fd as `POLLNVAL`/`EBADF`).
+/// ```
+/// use connlab::poller::Backend;
+/// use connlab::reactor::{self, Direction, Registration};
+/// use connlab::sys::socket;
+/// use std::io::Write;
+/// use std::os::fd::OwnedFd;
+/// use std::os::unix::net::UnixStream;
+///
+/// let (ours, mut peer) = UnixStream::pair()?;
+/// ours.set_nonblocking(true)?; // required: see "What the caller must do"
+/// let reg = Registration::new(OwnedFd::from(ours));
+/// peer.write_all(b"ping")?;
+/// let n = reactor::block_on(Backend::Select, async {
+///     let mut buf = [0u8; 16];
+///     // read(2) until it succeeds; EAGAIN means "wait for readable".
+///     std::future::poll_fn(|cx| reg.poll_io(cx, Direction::Read, |fd| socket::read(fd, &mut buf))).await
+/// })??;
+/// assert_eq!(n, 4);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # The rule it runs
+///
+/// [`poll_io`](Registration::poll_io) is the whole contract: **try the
+/// syscall first; on `EAGAIN`, wait for readiness in that direction and try
+/// again.** Readiness is a cache kept per direction, set by the poller's
+/// events and cleared only by an `EAGAIN` (or by
+/// [`clear_ready`](Registration::clear_ready)). A new registration starts out "ready" both
+/// ways, so the first operation costs no wait at all. Because the syscall
+/// decides and the event only hints, the rule is right on every backend and
+/// in every [`Mode`], and it needs nothing from its caller to handle
+/// spurious events (see [`Poller`](crate::poller::Poller#spurious-events)).
+///
+/// # Draining readiness, for you
+///
+/// In edge mode an event comes once per change, so a reader that stops
+/// before `EAGAIN` gets no event for what it left behind (the 5/3/2 bytes
+/// case on the [`Poller`](crate::poller::Poller#draining-readiness) page).
+/// Here that reader is safe anyway: its next read tries the syscall before
+/// it waits, and finds the bytes. `tests/net.rs`
+/// (`an_edge_triggered_reader_that_stops_early_hangs_without_the_drain_rule`)
+/// shows the raw poller hang and the reactor not hanging.
+///
+/// # How the poller is told, per backend
+///
+/// The reactor picks one [`Mode`] for all its fds
+/// ([`reactor::Config::mode`](super::Config::mode); by default edge on
+/// [`epoll`](crate::poller::epoll), level on [`poll`](crate::poller::poll)
+/// and [`select`](crate::poller::select)):
+///
+/// - **edge** (epoll): the fd is added once, for both directions, when it
+///   joins the reactor, and never changed again: zero `epoll_ctl` per
+///   operation;
+/// - **level**: interest is added only while a task waits, and writable
+///   interest only while a write is pending (a socket with room in its send
+///   buffer would otherwise be reported on every wait: a busy loop); it is
+///   dropped lazily when an event finds nobody waiting;
+/// - **one-shot**: each wait re-arms the fd with `modify`, each event
+///   disarms it (one `epoll_ctl` per wait on epoll, free on poll/select).
+///
+/// # What the caller must do
+///
+/// - Hand it a **non-blocking** fd (connlab's sockets are born with
+///   `SOCK_NONBLOCK`): "try first" on a blocking fd blocks the whole
+///   thread, every task with it.
+/// - Have **at most one task waiting per direction**: a reader and a writer
+///   may wait at the same time, but a second reader replaces the first
+///   one's waker, and the first is never woken.
+/// - Use it on one thread: it is `!Send`, like the reactor it joins. It
+///   joins the reactor of the thread that first uses it, so a listener may
+///   be created before [`block_on`](super::block_on) and moved in; if that
+///   reactor has stopped and another runs, it moves over.
+/// - Let it own the fd. Dropping it leaves the poller, then closes the fd,
+///   in that order ([`Poller::delete`](crate::poller::Poller::delete)
+///   before close: poll and select would report a closed fd as
+///   `POLLNVAL`/`EBADF`, and epoll would keep watching a `dup` of it).
+/// - Expect `WouldBlock` never: `EAGAIN` is a state handled here. `EINTR`
+///   is retried here too. Any other error is returned as it came.
+///
+/// Each success spends one unit of the task's I/O budget
+/// ([`IO_BUDGET_PER_TURN`](super::IO_BUDGET_PER_TURN)), so one busy socket
+/// cannot starve the other tasks on its thread.
 pub struct Registration {
     bound: RefCell<Option<Bound>>,
     fd: OwnedFd,
+    /// Registered with `EPOLLEXCLUSIVE`; see [`Registration::new_exclusive`].
+    exclusive: bool,
 }
 
 struct Bound {
@@ -337,6 +434,20 @@ impl Registration {
         Registration {
             bound: RefCell::new(None),
             fd,
+            exclusive: false,
+        }
+    }
+
+    /// Like [`Registration::new`], for a listener that several reactor
+    /// threads watch at once: registered readable-only with
+    /// `EPOLLEXCLUSIVE`, so a new connection wakes one of them rather than
+    /// all (the thundering herd). Needs epoll in edge mode; any other
+    /// reactor refuses it with an error at first use.
+    pub fn new_exclusive(fd: OwnedFd) -> Registration {
+        Registration {
+            bound: RefCell::new(None),
+            fd,
+            exclusive: true,
         }
     }
 
@@ -357,7 +468,7 @@ impl Registration {
         if let Some(old) = self.bound.borrow_mut().take() {
             old.reactor.deregister(old.key);
         }
-        let key = current.register(self.fd.as_raw_fd())?;
+        let key = current.register(self.fd.as_raw_fd(), self.exclusive)?;
         let out = f(&current, key);
         *self.bound.borrow_mut() = Some(Bound { reactor: current, key });
         Ok(out)

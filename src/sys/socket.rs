@@ -161,24 +161,34 @@ pub fn connect(fd: RawFd, addr: &RawAddr) -> io::Result<ConnectStatus> {
 /// handshake finished (ESTABLISHED) and anything else is why it failed
 /// (`ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`).
 pub fn take_error(fd: RawFd) -> io::Result<i32> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value is a writable c_int and len says so.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    cvt(ret, "getsockopt", format_args!("fd {fd}, SO_ERROR"))?;
+    let value = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR, "SOL_SOCKET, SO_ERROR")?;
     if value == 0 {
         crate::narrate!("getsockopt({fd}, SO_ERROR) = 0 → ESTABLISHED");
     } else {
         crate::narrate!("getsockopt({fd}, SO_ERROR) = {}", errno_name(value));
     }
+    Ok(value)
+}
+
+/// `getsockopt(fd, level, name)` for the many options whose value is one C
+/// `int` (`SO_ERROR`, `SO_TYPE`, `SO_RCVBUF`, `TCP_NODELAY`, ...). `what`
+/// names the option in the error. It does not narrate: each caller says
+/// what its value means (an errno, a family, a byte count, on/off).
+pub(crate) fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value is a writable c_int and len says so; the kernel writes
+    // at most len bytes and updates len.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    cvt(ret, "getsockopt", format_args!("fd {fd}, {what}"))?;
     Ok(value)
 }
 
@@ -207,6 +217,45 @@ fn set_int(
     };
     cvt(ret, "setsockopt", format_args!("fd {fd}, {shown}, {value}"))?;
     crate::narrate!("setsockopt({fd}, {shown}, {value}) = 0");
+    Ok(())
+}
+
+/// `setsockopt(TCP_MAXSEG)`: cap the segment size this socket sends and
+/// announces (`tcp(7)`). Set on a listener before `listen`, the accepted
+/// sockets inherit it; loopback experiments use it to send Ethernet-sized
+/// 1,460-byte segments instead of loopback's 32 KiB ones.
+pub fn set_maxseg(fd: RawFd, bytes: u16) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_MAXSEG,
+        libc::c_int::from(bytes),
+        "IPPROTO_TCP, TCP_MAXSEG",
+    )
+}
+
+/// `setsockopt(TCP_CONGESTION)`: choose this socket's congestion control
+/// by name (`"cubic"`, `"bbr"`, `"reno"`; see
+/// `/proc/sys/net/ipv4/tcp_available_congestion_control`). Set on a
+/// listener, the accepted sockets inherit it.
+pub fn set_congestion_control(fd: RawFd, name: &str) -> io::Result<()> {
+    // SAFETY: name points to name.len() readable bytes; the kernel copies
+    // at most that many (it needs no NUL terminator).
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    };
+    cvt(
+        ret,
+        "setsockopt",
+        format_args!("fd {fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}"),
+    )?;
+    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}) = 0");
     Ok(())
 }
 
@@ -261,20 +310,12 @@ pub fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
 
 /// Read `TCP_NODELAY` back.
 pub fn nodelay(fd: RawFd) -> io::Result<bool> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value is a writable c_int and len says so.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    cvt(ret, "getsockopt", format_args!("fd {fd}, TCP_NODELAY"))?;
-    Ok(value != 0)
+    let on = getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, "IPPROTO_TCP, TCP_NODELAY")? != 0;
+    crate::narrate!(
+        "getsockopt({fd}, IPPROTO_TCP, TCP_NODELAY) = 0 [{}]",
+        if on { "on" } else { "off" }
+    );
+    Ok(on)
 }
 
 /// `setsockopt(SO_REUSEADDR)`: let a listener bind a port that still has
@@ -282,6 +323,13 @@ pub fn nodelay(fd: RawFd) -> io::Result<bool> {
 /// restarting a server right after stopping it fails with `EADDRINUSE`.
 pub fn set_reuseaddr(fd: RawFd, on: bool) -> io::Result<()> {
     set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, on, "SOL_SOCKET, SO_REUSEADDR")
+}
+
+/// `setsockopt(SO_REUSEPORT)`: let several sockets bind the same address
+/// and port, each with its own accept queue; the kernel hashes each new
+/// connection's 4-tuple to one of them (`socket(7)`). Set before `bind`.
+pub fn set_reuseport(fd: RawFd, on: bool) -> io::Result<()> {
+    set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, on, "SOL_SOCKET, SO_REUSEPORT")
 }
 
 /// Which half (or both) of a connection to shut down.
