@@ -162,6 +162,11 @@ impl Reactor {
             waiter: None,
         }));
         let done = join.clone();
+        // Boxed on its own, so the wrapper below holds a pointer to it:
+        // an async block that awaits a captured future keeps it twice (the
+        // capture and the awaited copy), which would double every task's
+        // size. One more allocation per spawn, none per poll.
+        let future = Box::pin(future);
         let wrapped = async move {
             let output = future.await;
             let mut state = done.borrow_mut();
