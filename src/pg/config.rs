@@ -106,6 +106,18 @@ pub struct Config {
     pub application_name: Option<String>,
     /// Give up on the TCP handshake after this long (`connect_timeout`, seconds).
     pub connect_timeout: Option<Duration>,
+    /// The server is a transaction-pooling proxy such as PgBouncer in
+    /// `pool_mode = transaction` (URL: `?transaction_pooling=true`, a
+    /// connlab key that libpq does not know). Consecutive transactions may
+    /// then run on different server connections, so the client keeps no
+    /// state in the server session: statements are unnamed (a "prepared"
+    /// statement is parsed again with each execution, in the same message
+    /// batch), and statements that would create session state (`SET`
+    /// without `LOCAL`, `PREPARE`, `LISTEN`, session advisory locks) are
+    /// refused with [`Error::SessionState`](crate::pg::connection::Error::SessionState)
+    /// before they are sent. Any client-side statement cache must stay off
+    /// under this flag.
+    pub transaction_pooling: bool,
 }
 
 impl fmt::Display for Config {
@@ -160,6 +172,7 @@ struct Parts {
     dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Option<String>,
+    transaction_pooling: Option<String>,
 }
 
 impl Config {
@@ -211,6 +224,11 @@ impl Config {
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
             connect_timeout,
+            transaction_pooling: match parts.transaction_pooling.as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return Err(err(format!("transaction_pooling={other:?}: expected true or false"))),
+            },
         })
     }
 
@@ -281,6 +299,7 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
+            "transaction_pooling" => parts.transaction_pooling = Some(value),
             "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
             "sslmode" => return Err(err(format!("sslmode={value}: connlab does not speak TLS (yet)"))),
             other => return Err(err(format!("unknown query parameter {other:?}"))),
@@ -350,6 +369,22 @@ mod tests {
 
     fn parse(url: &str) -> Result<Config, ConfigError> {
         Config::from_url_with_env(url, &no_env)
+    }
+
+    #[test]
+    fn transaction_pooling_is_off_unless_the_url_says_true() {
+        assert!(!parse("postgres://u@h/db").unwrap().transaction_pooling);
+        assert!(
+            parse("postgres://u@h/db?transaction_pooling=true")
+                .unwrap()
+                .transaction_pooling
+        );
+        assert!(
+            !parse("postgres://u@h/db?transaction_pooling=false")
+                .unwrap()
+                .transaction_pooling
+        );
+        assert!(parse("postgres://u@h/db?transaction_pooling=yes").is_err());
     }
 
     #[test]

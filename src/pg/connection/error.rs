@@ -39,6 +39,10 @@ pub enum Error {
     /// In a pipeline: this statement never ran, because an earlier one in
     /// the same batch failed and the server skipped ahead to Sync.
     Skipped,
+    /// Refused before sending: the statement would leave state in the
+    /// server session, and the connection is configured for a
+    /// transaction-pooling proxy ([`Config::transaction_pooling`](crate::pg::Config::transaction_pooling)).
+    SessionState(super::session_state::SessionState),
     /// A column value could not become the Rust type asked for.
     Conversion {
         /// The column's name (or `value`).
@@ -68,7 +72,11 @@ impl Error {
         match self {
             Error::Db(db) => is_fatal_severity(db),
             Error::Io(_) | Error::Protocol(_) | Error::Unexpected(_) | Error::Closed(_) | Error::Auth(_) => true,
-            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Conversion { .. } => false,
+            Error::Encode(_)
+            | Error::Config(_)
+            | Error::Skipped
+            | Error::Conversion { .. }
+            | Error::SessionState(_) => false,
         }
     }
 
@@ -100,6 +108,7 @@ impl fmt::Display for Error {
             Error::Unexpected(what) => write!(f, "protocol error: unexpected {what}"),
             Error::Closed(why) => write!(f, "connection is closed: {why}"),
             Error::Skipped => f.write_str("not executed: an earlier statement in the pipeline failed"),
+            Error::SessionState(refused) => write!(f, "{refused}"),
             Error::Conversion { column, reason } => write!(f, "column {column} {reason}"),
         }
     }

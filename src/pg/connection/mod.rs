@@ -48,6 +48,7 @@ use crate::pg::protocol::{DbError, Decoder, Format, Oid, TransactionStatus, HEAD
 
 mod error;
 mod rows;
+pub mod session_state;
 pub mod tap;
 pub mod types;
 
@@ -350,10 +351,15 @@ pub struct Statement {
     name: String,
     params: Vec<Oid>,
     columns: Arc<[Column]>,
+    /// Under transaction pooling the statement is unnamed and this is its
+    /// text, parsed again in front of each execution (same batch, same
+    /// transaction, so the same server connection).
+    reparse: Option<Arc<str>>,
 }
 
 impl Statement {
-    /// The server-side name (`s1`, `s2`, ...).
+    /// The server-side name (`s1`, `s2`, ...; empty for the unnamed
+    /// statement used under transaction pooling).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -387,6 +393,8 @@ struct Session {
     notices: VecDeque<DbError>,
     timings: ConnectTimings,
     next_statement: u64,
+    /// [`Config::transaction_pooling`]: keep no state in the server session.
+    transaction_pooling: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -483,6 +491,7 @@ impl Connection {
                 notices: VecDeque::new(),
                 timings: ConnectTimings::default(),
                 next_statement: 0,
+                transaction_pooling: config.transaction_pooling,
             },
         };
         if let Some(keep_bytes) = tap_bytes {
@@ -601,6 +610,7 @@ impl Connection {
     /// statement; the first error stops the rest (the server runs the
     /// string as one implicit transaction).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, Error> {
+        self.refuse_session_state(sql)?;
         self.wire.begin()?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
@@ -656,6 +666,9 @@ impl Connection {
     ///
     /// The outer `Err` is for the connection itself (I/O, protocol).
     pub async fn pipeline(&mut self, batch: &[(&str, &[&dyn ToSql])]) -> Result<Vec<Result<Rows, Error>>, Error> {
+        for (sql, _) in batch {
+            self.refuse_session_state(sql)?;
+        }
         self.wire.begin()?;
         for (sql, params) in batch {
             let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
@@ -682,10 +695,20 @@ impl Connection {
     /// types and result columns), Sync. Reuse it with
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
     /// planning on every call.
+    ///
+    /// Under [`Config::transaction_pooling`] the statement is the unnamed
+    /// one: this Parse only learns the types and columns, and each
+    /// execution sends the Parse again in its own batch, because a name
+    /// would live on a server connection the next transaction may not get.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
+        self.refuse_session_state(sql)?;
         self.wire.begin()?;
-        self.session.next_statement += 1;
-        let name = format!("s{}", self.session.next_statement);
+        let (name, reparse) = if self.session.transaction_pooling {
+            (String::new(), Some(Arc::from(sql)))
+        } else {
+            self.session.next_statement += 1;
+            (format!("s{}", self.session.next_statement), None)
+        };
         frontend::parse(&mut self.out, &name, sql, &[])?;
         frontend::describe(&mut self.out, Target::Statement, &name)?;
         frontend::sync(&mut self.out);
@@ -706,7 +729,12 @@ impl Connection {
             .await?;
         match failure {
             Some(db) => Err(db.into()),
-            None => Ok(Statement { name, params, columns }),
+            None => Ok(Statement {
+                name,
+                params,
+                columns,
+                reparse,
+            }),
         }
     }
 
@@ -715,6 +743,10 @@ impl Connection {
     /// Describe: the columns are already known from [`prepare`](Self::prepare).
     pub async fn query_prepared(&mut self, statement: &Statement, params: &[&dyn ToSql]) -> Result<Rows, Error> {
         self.wire.begin()?;
+        if let Some(sql) = &statement.reparse {
+            frontend::parse(&mut self.out, "", sql, &statement.params)?;
+            crate::narrate!("→ Parse \"\" {:?} (unnamed: transaction pooling)", Short(sql));
+        }
         bind(&mut self.out, &statement.name, params)?;
         frontend::execute(&mut self.out, "", 0)?;
         frontend::sync(&mut self.out);
@@ -729,6 +761,10 @@ impl Connection {
 
     /// Free a prepared statement on the server (Close, Sync).
     pub async fn close_statement(&mut self, statement: Statement) -> Result<(), Error> {
+        if statement.reparse.is_some() {
+            // Unnamed: nothing of it is kept on the server.
+            return Ok(());
+        }
         self.wire.begin()?;
         frontend::close(&mut self.out, Target::Statement, &statement.name)?;
         frontend::sync(&mut self.out);
@@ -753,6 +789,27 @@ impl Connection {
         frontend::terminate(&mut self.out);
         crate::narrate!("→ Terminate");
         self.wire.send(&mut self.out).await
+    }
+
+    /// Whether this connection keeps no state in the server session
+    /// ([`Config::transaction_pooling`]). A client-side statement cache
+    /// must be off when this is true.
+    pub fn transaction_pooling(&self) -> bool {
+        self.session.transaction_pooling
+    }
+
+    /// Under [`Config::transaction_pooling`], refuse a statement that would
+    /// leave state in the session (see [`session_state`]) before sending it.
+    fn refuse_session_state(&self, sql: &str) -> Result<(), Error> {
+        match self
+            .session
+            .transaction_pooling
+            .then(|| session_state::find(sql))
+            .flatten()
+        {
+            Some(refused) => Err(Error::SessionState(refused)),
+            None => Ok(()),
+        }
     }
 
     /// The transaction state from the last ReadyForQuery: idle, in a
