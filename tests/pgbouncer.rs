@@ -13,7 +13,7 @@ use connlab::poller::Backend;
 use connlab::pool::{pg::PgManager, Config as PoolConfig, Pool};
 use connlab::reactor;
 use connlab::testbed::footguns::{self, Outcome};
-use connlab::testbed::pgbouncer::{PgBouncer, PoolMode, Settings};
+use connlab::testbed::pgbouncer::{self, PgBouncer, PoolMode, Settings};
 use connlab::testbed::Cluster;
 
 fn cluster() -> &'static Cluster {
@@ -193,4 +193,53 @@ fn session_mode_keeps_session_state_like_a_direct_connection() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "stopped on drop"
     );
+}
+
+#[test]
+fn twelve_clients_share_three_server_connections_counted_by_the_admin_console() {
+    let settings = Settings {
+        default_pool_size: 3,
+        ..Settings::default()
+    };
+    let bouncer = PgBouncer::start(cluster(), settings).unwrap();
+    let (clients, pools, pids) = run(async {
+        let config = Config::from_url(&bouncer.url()).unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..12 {
+            conns.push(Connection::connect(&config).await.unwrap());
+        }
+        let workers: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                reactor::spawn(async move {
+                    let mut pids = Vec::new();
+                    for _ in 0..5 {
+                        let rows = conn
+                            .query("SELECT pg_backend_pid() FROM pg_sleep(0.01)", &[])
+                            .await
+                            .unwrap();
+                        pids.push(rows.get(0).unwrap().get::<i32>(0).unwrap());
+                    }
+                    (pids, conn)
+                })
+            })
+            .collect();
+        reactor::sleep(std::time::Duration::from_millis(50)).await;
+        let mut admin = Connection::connect_url(&bouncer.admin_url()).await.unwrap();
+        let pools = pgbouncer::show_pools(&mut admin).await.unwrap();
+        let clients = pgbouncer::show_clients(&mut admin).await.unwrap();
+        let mut pids = std::collections::BTreeSet::new();
+        for worker in workers {
+            pids.extend(worker.await.0);
+        }
+        (clients, pools, pids)
+    });
+    assert_eq!(clients, 12, "SHOW CLIENTS counts every client connection");
+    assert_eq!(pools.clients(), 12, "{pools:?}");
+    assert!(
+        pools.servers() <= 3,
+        "at most default_pool_size server connections: {pools:?}"
+    );
+    assert!(pools.cl_waiting > 0, "the rest wait their turn: {pools:?}");
+    assert!(!pids.is_empty() && pids.len() <= 3, "served by {pids:?}");
 }

@@ -103,7 +103,7 @@ impl Script {
                         let value = rows.get(0).and_then(|row| row.get::<Option<String>>(0).ok().flatten());
                         (value.clone().unwrap_or_else(|| rows.tag().to_string()), pid, value)
                     }
-                    Some(Err(e)) => (format!("ERROR {e}"), pid, None),
+                    Some(Err(e)) => (e.to_string(), pid, None),
                     None => ("(no result)".to_string(), pid, None),
                 }
             }
@@ -166,7 +166,7 @@ pub async fn set_leaks(bouncer: &Config) -> Result<Outcome, Error> {
     // Put the shared server connection back as it was, for whoever is next.
     // Ignored: under the guard this is refused, and there is nothing to undo.
     let _ = b.simple_query("RESET statement_timeout").await;
-    Ok(script.done("1. SET seen by another client", went_off, why))
+    Ok(script.done("footgun 1: SET seen by another client", went_off, why))
 }
 
 /// Footgun 2: a named prepared statement is not on the next server
@@ -190,7 +190,7 @@ pub async fn prepared_vanishes(bouncer: &Config) -> Result<Outcome, Error> {
             false
         }
         Err(e) => {
-            script.record("A", "execute it", None, format!("ERROR {e}"));
+            script.record("A", "execute it", None, e.to_string());
             e.code() == Some(INVALID_SQL_STATEMENT_NAME)
         }
     };
@@ -201,7 +201,7 @@ pub async fn prepared_vanishes(bouncer: &Config) -> Result<Outcome, Error> {
         "the unnamed statement was parsed again in the same batch as its execution, on whichever connection ran it"
             .to_string()
     };
-    Ok(script.done("2. prepared statement \"does not exist\"", went_off, why))
+    Ok(script.done("footgun 2: prepared statement \"does not exist\"", went_off, why))
 }
 
 /// SQLSTATE 26000, `invalid_sql_statement_name`: "prepared statement … does not exist".
@@ -243,7 +243,7 @@ pub async fn listen_goes_deaf(bouncer: &Config, direct: &Config) -> Result<Outco
     } else {
         "A never subscribed through the proxy; notifications need a direct connection".to_string()
     };
-    Ok(script.done("3. LISTEN stops receiving", went_off, why))
+    Ok(script.done("footgun 3: LISTEN stops receiving", went_off, why))
 }
 
 /// Footgun 4: a session advisory lock outlives A's transaction, and A's
@@ -253,8 +253,10 @@ pub async fn advisory_lock_stays(bouncer: &Config, direct: &Config) -> Result<Ou
     let mut a = Connection::connect(bouncer).await?;
     let mut b = Connection::connect(bouncer).await?;
     let mut referee = Connection::connect(direct).await?;
-    let held = "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242";
-    script.run("A", &mut a, "SELECT pg_advisory_lock(4242)::text").await?;
+    let held = "SELECT count(*)::text FROM pg_locks WHERE objid = 4242";
+    script
+        .run("A", &mut a, "SELECT 'locked' FROM pg_advisory_lock(4242)")
+        .await?;
     hold(&mut script, &mut b).await?;
     script.run("A", &mut a, "SELECT pg_advisory_unlock(4242)::text").await?;
     b.simple_query("COMMIT").await?;
@@ -275,5 +277,5 @@ pub async fn advisory_lock_stays(bouncer: &Config, direct: &Config) -> Result<Ou
             .simple_query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242")
             .await;
     }
-    Ok(script.done("4. advisory lock held across transactions", went_off, why))
+    Ok(script.done("footgun 4: advisory lock held across transactions", went_off, why))
 }

@@ -28,6 +28,8 @@ use std::path::Path;
 
 use super::postgres::{Cluster, DATABASE, SCRAM};
 use super::process::{self, Daemon, DaemonSpec};
+use crate::pg::connection::Error;
+use crate::pg::Connection;
 
 /// When PgBouncer gives a client's server connection back to its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,3 +214,79 @@ log_disconnections = 0
     ini
 }
 // ANCHOR_END: ini
+
+/// One row of `SHOW POOLS` on the admin console: PgBouncer's own count of
+/// the two sides of one pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// `cl_active`: client connections paired with a server connection, or idle with nothing to do.
+    pub cl_active: u64,
+    /// `cl_waiting`: clients that sent a query and wait for a server connection.
+    pub cl_waiting: u64,
+    /// `sv_active`: server connections serving a client now.
+    pub sv_active: u64,
+    /// `sv_idle`: server connections open and free.
+    pub sv_idle: u64,
+    /// `sv_used`: server connections free but not yet checked again.
+    pub sv_used: u64,
+    /// `sv_login`: server connections still logging in.
+    pub sv_login: u64,
+}
+
+impl PoolCounts {
+    /// Client connections PgBouncer holds for this pool.
+    pub fn clients(&self) -> u64 {
+        self.cl_active + self.cl_waiting
+    }
+
+    /// Server connections PgBouncer holds open to PostgreSQL for this pool.
+    pub fn servers(&self) -> u64 {
+        self.sv_active + self.sv_idle + self.sv_used + self.sv_login
+    }
+}
+
+/// `SHOW POOLS` over an admin-console connection ([`PgBouncer::admin_url`]),
+/// the row for the throwaway database. The admin console speaks the
+/// simple query protocol only; every value arrives as text.
+pub async fn show_pools(admin: &mut Connection) -> Result<PoolCounts, Error> {
+    let results = admin.simple_query("SHOW POOLS").await?;
+    let rows = results
+        .first()
+        .ok_or_else(|| Error::Unexpected("SHOW POOLS returned nothing".into()))?;
+    let column = |name: &str| rows.columns().iter().position(|c| c.name == name);
+    let row = rows
+        .iter()
+        .find(|row| row.raw(0).ok().flatten() == Some(DATABASE.as_bytes()))
+        .ok_or_else(|| Error::Unexpected(format!("SHOW POOLS has no row for {DATABASE}")))?;
+    let number = |name: &str| -> Result<u64, Error> {
+        let text = column(name)
+            .and_then(|i| row.raw(i).ok().flatten())
+            .ok_or_else(|| Error::Unexpected(format!("SHOW POOLS has no {name}")))?;
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::Unexpected(format!("SHOW POOLS {name} is not a number")))
+    };
+    Ok(PoolCounts {
+        cl_active: number("cl_active")?,
+        cl_waiting: number("cl_waiting")?,
+        sv_active: number("sv_active")?,
+        sv_idle: number("sv_idle")?,
+        sv_used: number("sv_used")?,
+        sv_login: number("sv_login")?,
+    })
+}
+
+/// `SHOW CLIENTS`: how many client connections PgBouncer has, one row
+/// each, for the throwaway database (the admin console's own excluded).
+pub async fn show_clients(admin: &mut Connection) -> Result<usize, Error> {
+    let results = admin.simple_query("SHOW CLIENTS").await?;
+    let rows = results
+        .first()
+        .ok_or_else(|| Error::Unexpected("SHOW CLIENTS returned nothing".into()))?;
+    let database = rows.columns().iter().position(|c| c.name == "database");
+    Ok(rows
+        .iter()
+        .filter(|row| database.and_then(|i| row.raw(i).ok().flatten()) == Some(DATABASE.as_bytes()))
+        .count())
+}
