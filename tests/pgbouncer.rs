@@ -138,8 +138,10 @@ fn pool_behind_transaction_pooling_resets_an_open_transaction_with_rollback() {
     let _turn = turn();
     run(async {
         let manager = PgManager::new(config(true));
+        // One connection: the next acquire waits for the reset (which the
+        // pool runs in the background) instead of opening another.
         let pool_config = PoolConfig {
-            max_size: 4,
+            max_size: 1,
             ..PoolConfig::default()
         };
         let pool = Pool::new(manager, pool_config);
