@@ -41,11 +41,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connlab::testbed::postgres::{Cluster, DATABASE, SCRAM};
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, percentile, Shuffler, Table};
 
 /// The query every client runs.
@@ -476,25 +477,61 @@ fn check_name(id: i32, name: &str) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pg_bench.rs"));
     // Many short rounds rather than a few long ones: on this shared machine
     // a round trip's cost jumps between two regimes for seconds at a time
     // (see docs/comparisons.md), and a median needs many samples of each.
-    let rounds: usize = connlab_peers::arg("--rounds", 5);
-    let secs: f64 = connlab_peers::arg("--secs", 1.0);
-    let connects: usize = connlab_peers::arg("--connects", 10);
+    let options = Options {
+        rounds: args.value("--rounds N", 5, "rounds, each client once per round (default 5)"),
+        secs: args
+            .value(
+                "--secs S",
+                Seconds(Duration::from_secs(1)),
+                "seconds per sequential run, 1 to 30 (default 1)",
+            )
+            .0
+            .as_secs_f64(),
+        connects: args.value("--connects N", 10, "connects timed per round (default 10)"),
+        serve: args.opt(
+            "--serve SECS",
+            "no benchmark: keep the server up that long (at most 3600)",
+        ),
+        same_cpu: args.flag("--same-cpu", "pin client and server to the same CPU"),
+    };
+    args.finish();
+    common::exit("pg_bench", run(options))
+}
+
+/// The command line.
+struct Options {
+    rounds: usize,
+    secs: f64,
+    connects: usize,
+    serve: Option<u64>,
+    same_cpu: bool,
+}
+
+fn run(options: Options) -> io::Result<()> {
+    let Options {
+        rounds,
+        secs,
+        connects,
+        serve,
+        same_cpu,
+    } = options;
     let duration = Duration::from_secs_f64(secs.clamp(1.0, 30.0));
     let pipe_duration = Duration::from_secs_f64((secs * PIPELINE_SECS_FRACTION).clamp(1.0, 30.0));
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
-    if let Some(secs) = connlab_peers::opt_arg::<u64>("--serve") {
+    if let Some(secs) = serve {
         // No benchmark: keep the server up for poking at by hand (psql, pgbench).
         println!("{url}  (up for {secs} s)");
         std::thread::sleep(Duration::from_secs(secs.min(3600)));
         return Ok(());
     }
-    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>(), same_cpu);
     let scripts = libpq::Scripts::write()?;
     let mut clients = vec![Client::Connlab, Client::TokioPostgres];
     if libpq::available() {

@@ -38,9 +38,11 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::testbed::postgres::{Cluster, TRUST};
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, Shuffler, Table};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -368,15 +370,26 @@ fn check_row(id: i32, name: &str) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
-    let rounds: usize = connlab_peers::arg("--rounds", 3);
-    let secs: f64 = connlab_peers::arg("--secs", 2.0);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_bench.rs"));
+    let rounds = args.value("--rounds N", 3, "rounds, each pool once per round (default 3)");
+    let secs = args.value(
+        "--secs S",
+        Seconds(Duration::from_secs(2)),
+        "seconds per run, 0.5 to 30 (default 2)",
+    );
+    let same_cpu = args.flag("--same-cpu", "pin client and server to the same CPU");
+    args.finish();
+    common::exit("pool_bench", run(rounds, secs.0.as_secs_f64(), same_cpu))
+}
+
+fn run(rounds: usize, secs: f64, same_cpu: bool) -> io::Result<()> {
     let duration = Duration::from_secs_f64(secs.clamp(0.5, 30.0));
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
     let contestants = [Contestant::Connlab, Contestant::Deadpool];
-    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>(), same_cpu);
     println!(
         "pool: one throwaway server on 127.0.0.1:{} (SCRAM-SHA-256); {TASKS} tasks on a pool of {POOL_SIZE}, \
          {rounds} rounds × {secs} s, shuffled; {pinning}",
