@@ -42,21 +42,20 @@
 //! network latency a real deployment adds. Check the counts yourself
 //! while it runs: `ss -tn state established '( sport = :PORT )'`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::{median, show};
 use connlab::pg::connection::Error;
 use connlab::pg::{Config, Connection};
 use connlab::poller::Backend;
 use connlab::reactor;
 use connlab::testbed::footguns;
 use connlab::testbed::pgbouncer::{self, PgBouncer, PoolCounts, Settings};
-use connlab::testbed::process::memory_kb;
 use connlab::testbed::Cluster;
-
-const USAGE: &str =
-    "usage: pgbouncer [--clients N] [--pool-size N] [--transactions N] [--rounds N] [--backend epoll|poll|select]";
 
 /// Each client's transaction: short, but long enough that 100 clients at
 /// once keep all 20 server connections busy while we count.
@@ -78,60 +77,29 @@ struct Args {
     backend: Backend,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        clients: 100,
-        pool_size: 20,
-        transactions: 50,
-        rounds: 1000,
-        backend: Backend::Epoll,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
-        let number = |text: String| -> Result<usize, String> {
-            match text.parse() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{arg}: {text:?} is not a number above 0")),
-            }
-        };
-        match arg.as_str() {
-            "--clients" => args.clients = number(value()?)?,
-            "--pool-size" => {
-                args.pool_size = u32::try_from(number(value()?)?).map_err(|e| format!("--pool-size: {e}"))?
-            }
-            "--transactions" => args.transactions = number(value()?)?,
-            "--rounds" => args.rounds = number(value()?)?,
-            "--backend" => {
-                let name = value()?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(usage) if usage == USAGE => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("pgbouncer: {e}");
-            return ExitCode::from(2);
-        }
+    let mut cli = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pgbouncer.rs"));
+    let args = Args {
+        clients: cli.value("--clients N", 100, "client connections to PgBouncer (default 100)"),
+        pool_size: cli.value("--pool-size N", 20, "PgBouncer's default_pool_size (default 20)"),
+        transactions: cli.value("--transactions N", 50, "transactions per client (default 50)"),
+        rounds: cli.value(
+            "--rounds N",
+            1000,
+            "SELECT 1 round trips per side for the latency (default 1000)",
+        ),
+        backend: cli.backend(),
     };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pgbouncer: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli.check(args.clients > 0, "--clients must be at least 1");
+    cli.check(args.pool_size > 0, "--pool-size must be at least 1");
+    cli.check(args.transactions > 0, "--transactions must be at least 1");
+    cli.check(args.rounds > 0, "--rounds must be at least 1");
+    cli.check(
+        args.clients <= 10_000,
+        "--clients above 10000 would exceed the fd limit this example assumes",
+    );
+    cli.finish();
+    common::exit("pgbouncer", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -169,11 +137,11 @@ fn run(args: &Args) -> Result<(), String> {
 struct Counts {
     pools: PoolCounts,
     show_clients: usize,
-    server_backends: Vec<u32>,
+    server_backends: Vec<i32>,
 }
 
 /// Part 1. Returns the server backends' pids (for part 2).
-async fn multiplex(args: &Args, direct: &Config, through: &Config, admin: &Config) -> Result<Vec<u32>, Error> {
+async fn multiplex(args: &Args, direct: &Config, through: &Config, admin: &Config) -> Result<Vec<i32>, Error> {
     println!(
         "1. {} clients through PgBouncer, {} transactions each",
         args.clients, args.transactions
@@ -267,11 +235,7 @@ async fn count(direct: &Config, admin: &Config) -> Result<Counts, Error> {
             &[],
         )
         .await?;
-    let server_backends = rows
-        .iter()
-        .filter_map(|row| row.get::<i32>(0).ok())
-        .filter_map(|pid| u32::try_from(pid).ok())
-        .collect();
+    let server_backends = rows.iter().filter_map(|row| row.get::<i32>(0).ok()).collect();
     referee.close().await?;
     Ok(Counts {
         pools,
@@ -281,14 +245,16 @@ async fn count(direct: &Config, admin: &Config) -> Result<Counts, Error> {
 }
 
 /// Part 2: what the connections PgBouncer did not open would have cost.
-fn memory(args: &Args, backends: &[u32]) {
+fn memory(args: &Args, backends: &[i32]) {
     let mut rss: Vec<u64> = Vec::new();
     let mut private: Vec<u64> = Vec::new();
-    for (all, anon) in backends.iter().filter_map(|&pid| memory_kb(pid)) {
-        rss.push(all);
-        private.push(anon);
+    for memory in backends.iter().filter_map(|&pid| common::memory_kb(pid)) {
+        rss.push(memory.rss);
+        private.push(memory.anon);
     }
-    let (Some(rss), Some(private)) = (median(&mut rss), median(&mut private)) else {
+    rss.sort_unstable();
+    private.sort_unstable();
+    let (Some(&rss), Some(&private)) = (rss.get(rss.len() / 2), private.get(private.len() / 2)) else {
         println!("2. server memory: no backend's /proc/PID/status could be read\n");
         return;
     };
@@ -311,17 +277,18 @@ fn memory(args: &Args, backends: &[u32]) {
 async fn latency(rounds: usize, direct: &Config, through: &Config) -> Result<(), Error> {
     let mut to_server = Connection::connect(direct).await?;
     let mut to_bouncer = Connection::connect(through).await?;
-    let (mut direct_us, mut bounced_us) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut direct_t, mut bounced_t) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
-        direct_us.push(timed(to_server.query("SELECT 1", &[])).await?);
-        bounced_us.push(timed(to_bouncer.query("SELECT 1", &[])).await?);
+        direct_t.push(timed(to_server.query("SELECT 1", &[])).await?);
+        bounced_t.push(timed(to_bouncer.query("SELECT 1", &[])).await?);
     }
-    let direct_us = median(&mut direct_us).unwrap_or_default();
-    let bounced_us = median(&mut bounced_us).unwrap_or_default();
+    let (direct_t, bounced_t) = (median(&mut direct_t), median(&mut bounced_t));
     println!("3. latency of SELECT 1 (median of {rounds}, interleaved, measured):");
     println!(
-        "   direct {direct_us} µs   through PgBouncer {bounced_us} µs   added {} µs per query\n",
-        bounced_us.saturating_sub(direct_us)
+        "   direct {}   through PgBouncer {}   added {} per query\n",
+        show(direct_t),
+        show(bounced_t),
+        show(bounced_t.saturating_sub(direct_t))
     );
     to_server.close().await?;
     to_bouncer.close().await
@@ -329,17 +296,18 @@ async fn latency(rounds: usize, direct: &Config, through: &Config) -> Result<(),
 
 /// Part 4: connect + authenticate + close, direct vs through PgBouncer.
 async fn connect_cost(direct: &Config, through: &Config) -> Result<(), Error> {
-    let (mut direct_us, mut bounced_us) = (Vec::new(), Vec::new());
+    let (mut direct_t, mut bounced_t) = (Vec::new(), Vec::new());
     for _ in 0..CONNECTS {
-        direct_us.push(timed(async { Connection::connect(direct).await?.close().await }).await?);
-        bounced_us.push(timed(async { Connection::connect(through).await?.close().await }).await?);
+        direct_t.push(timed(async { Connection::connect(direct).await?.close().await }).await?);
+        bounced_t.push(timed(async { Connection::connect(through).await?.close().await }).await?);
     }
-    let direct_us = median(&mut direct_us).unwrap_or_default();
-    let bounced_us = median(&mut bounced_us).unwrap_or_default();
+    let (direct_t, bounced_t) = (median(&mut direct_t), median(&mut bounced_t));
     println!("4. connect + SCRAM + close (median of {CONNECTS}, interleaved, measured):");
     println!(
-        "   to PostgreSQL {direct_us} µs (a fork per connection)   to PgBouncer {bounced_us} µs (a server connection it already has)   ratio {:.1}×\n",
-        direct_us as f64 / bounced_us.max(1) as f64
+        "   to PostgreSQL {} (a fork per connection)   to PgBouncer {} (a server connection it already has)   ratio {:.1}×\n",
+        show(direct_t),
+        show(bounced_t),
+        direct_t.as_secs_f64() / bounced_t.as_secs_f64().max(1e-9)
     );
     Ok(())
 }
@@ -359,13 +327,8 @@ async fn show_footguns(direct: &Config, through: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-async fn timed<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Result<u64, Error> {
+async fn timed<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Result<Duration, Error> {
     let started = Instant::now();
     work.await?;
-    Ok(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
-}
-
-fn median(samples: &mut [u64]) -> Option<u64> {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied()
+    Ok(started.elapsed())
 }

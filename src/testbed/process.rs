@@ -282,20 +282,6 @@ impl Watchdog {
     }
 }
 
-/// A process's resident memory in kB, from `/proc/PID/status`:
-/// `(VmRSS, RssAnon)`, all it has in RAM and the private part of it (the
-/// rest is files and shared memory, such as PostgreSQL's shared buffers,
-/// counted once for all processes that map them). `None` if the process is
-/// gone or the file lacks a line: the kernel's text is read, not trusted.
-pub fn memory_kb(pid: u32) -> Option<(u64, u64)> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|line| line.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
-}
-
 /// A throwaway server that needs no setup step: write its configuration
 /// into a fresh temp dir, start it in the foreground on a free port, wait
 /// until that port accepts, and on drop kill it and remove the directory
