@@ -3,49 +3,31 @@
 //! the spreading rules, and a backend that dies.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connlab::inspect;
-use connlab::testbed::echo::EchoBackend;
+use connlab::testbed::echo::{self, EchoBackend};
 use connlab::testbed::haproxy::{Balance, HaProxy, Settings};
+
+/// Long enough for a handful of 100 ms health checks on a loaded machine.
+const UP_WITHIN: Duration = Duration::from_secs(5);
 
 fn backends(n: usize) -> Vec<EchoBackend> {
     (0..n).map(|_| EchoBackend::start().expect("an echo backend")).collect()
 }
 
+/// HAProxy in front of `backends`, once its health checks have seen them all UP.
 fn balancer(backends: &[EchoBackend], balance: Balance) -> HaProxy {
     let mut settings = Settings::tcp(backends.iter().map(EchoBackend::addr).collect());
     settings.balance = balance;
-    HaProxy::start(settings).expect("a throwaway HAProxy (scripts/install-haproxy)")
-}
-
-/// One echo round trip on a fresh connection through the balancer.
-fn echo_once(lb: SocketAddr) -> std::io::Result<()> {
-    let mut conn = TcpStream::connect(lb)?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.write_all(b"ping")?;
-    let mut buf = [0u8; 4];
-    conn.read_exact(&mut buf)?;
-    assert_eq!(&buf, b"ping");
-    Ok(())
-}
-
-/// Wait (bounded) until HAProxy's health checks have seen every server.
-fn wait_all_up(lb: &HaProxy) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if lb
-            .stats()
-            .is_ok_and(|s| !s.is_empty() && s.iter().all(|s| s.status == "UP"))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let lb = HaProxy::start(settings).expect("a throwaway HAProxy (scripts/install-haproxy)");
+    for i in 0..backends.len() {
+        let up = lb.wait_for_status(&format!("b{i}"), "UP", UP_WITHIN).unwrap();
+        assert!(up.is_some(), "b{i} not UP: {:?}", lb.stats());
     }
-    panic!("servers not UP: {:?}", lb.stats());
+    lb
 }
 
 #[test]
@@ -69,28 +51,11 @@ fn client_leg_and_backend_leg_are_two_connections_with_two_four_tuples() {
 }
 
 #[test]
-fn round_robin_alternates_and_least_connections_spreads_long_connections() {
+fn round_robin_stacks_long_connections_and_least_connections_spreads_them() {
     let servers = backends(2);
     for (balance, expect_even) in [(Balance::RoundRobin, false), (Balance::LeastConn, true)] {
         let lb = balancer(&servers, balance);
-        wait_all_up(&lb);
-        // Every other connection stays open: round-robin sends all of those
-        // to the same server, least-connections balances them.
-        let mut held = Vec::new();
-        for i in 0..8 {
-            let mut conn = TcpStream::connect(lb.addr()).unwrap();
-            conn.write_all(b"x").unwrap();
-            let mut buf = [0u8; 1];
-            conn.read_exact(&mut buf).unwrap();
-            if i % 2 == 0 {
-                held.push(conn);
-            } else {
-                // Closed: give HAProxy a moment to see the FIN, so its
-                // count of open connections is current at the next choice.
-                drop(conn);
-                std::thread::sleep(Duration::from_millis(30));
-            }
-        }
+        let _kept = echo::alternate_long_and_short(lb.addr(), 8, Duration::from_millis(30)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let current: Vec<u64> = lb.stats().unwrap().iter().map(|s| s.current).collect();
         assert_eq!(current.iter().sum::<u64>(), 4, "{balance:?}: {current:?}");
@@ -103,35 +68,24 @@ fn round_robin_alternates_and_least_connections_spreads_long_connections() {
 }
 
 #[test]
-fn a_backend_that_dies_fails_some_requests_then_is_marked_down() {
+fn a_backend_that_dies_is_marked_down_and_the_other_serves_on() {
     let mut servers = backends(2);
     let lb = balancer(&servers, Balance::RoundRobin);
-    wait_all_up(&lb);
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = {
-        let (stop, addr) = (stop.clone(), lb.addr());
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0, 0);
-            while !stop.load(Ordering::Relaxed) {
-                match echo_once(addr) {
-                    Ok(()) => ok += 1,
-                    Err(_) => failed += 1,
-                }
-            }
-            (ok, failed)
-        })
-    };
-    std::thread::sleep(Duration::from_millis(100));
-    servers.pop().unwrap().kill().unwrap();
-    let down_after = lb.wait_for_status("b1", "DOWN", Duration::from_secs(3)).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = client.join().unwrap();
+    let stop = AtomicBool::new(false);
+    let (report, down_after) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| echo::load_until(lb.addr(), &stop, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(100));
+        servers.pop().unwrap().kill().unwrap();
+        let down_after = lb.wait_for_status("b1", "DOWN", Duration::from_secs(3)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Release);
+        (client.join().unwrap(), down_after)
+    });
     let down_after = down_after.expect("b1 marked DOWN within 3 s");
     // fall 2 × inter 100 ms, plus a check in flight.
     assert!(down_after < Duration::from_millis(900), "{down_after:?}");
-    assert!(ok > 0, "b0 kept serving: {ok} ok, {failed} failed");
+    assert!(report.ok > 0, "b0 kept serving: {report:?}");
     for _ in 0..10 {
-        echo_once(lb.addr()).expect("after DOWN, every request goes to b0");
+        echo::round_trip(lb.addr()).expect("after DOWN, every request goes to b0");
     }
 }

@@ -9,7 +9,7 @@
 //! it, because ending `block_on` drops the reactor's tasks and their
 //! sockets.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -108,4 +108,82 @@ fn serve_until(stop: Arc<AtomicBool>, tell_addr: mpsc::Sender<io::Result<SocketA
         };
         echo::serve(listener, EchoOptions::default(), stopped).await
     })?
+}
+
+/// How long a client waits for its echo before calling the request failed.
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One request as a balancer's client makes it: connect to `addr`, send
+/// `ping`, read the echo, close. Blocking std sockets on purpose: this is
+/// the client's side, not the thing being taught. How long it took.
+pub fn round_trip(addr: SocketAddr) -> io::Result<Duration> {
+    let started = std::time::Instant::now();
+    drop(connect_and_ping(addr)?);
+    Ok(started.elapsed())
+}
+
+/// Connect, send `ping`, read the echo; the open connection.
+fn connect_and_ping(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, ROUND_TRIP_TIMEOUT)?;
+    conn.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
+    conn.write_all(PING)?;
+    let mut echo = [0u8; PING.len()];
+    conn.read_exact(&mut echo)?;
+    if echo != *PING {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the echo differs from what was sent",
+        ));
+    }
+    Ok(conn)
+}
+
+const PING: &[u8; 4] = b"ping";
+
+/// What a stream of [`round_trip`]s saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Requests answered.
+    pub ok: u64,
+    /// Requests that failed (refused, reset, closed, timed out).
+    pub failed: u64,
+    /// The longest a failed request took to fail.
+    pub slowest_failure: Duration,
+}
+
+/// [`round_trip`]s one after another until `stop` is set (bounded by
+/// `limit` in any case).
+pub fn load_until(addr: SocketAddr, stop: &AtomicBool, limit: Duration) -> LoadReport {
+    let started = std::time::Instant::now();
+    let mut report = LoadReport::default();
+    while !stop.load(Ordering::Acquire) && started.elapsed() < limit {
+        let sent = std::time::Instant::now();
+        match round_trip(addr) {
+            Ok(_) => report.ok += 1,
+            Err(_) => {
+                report.failed += 1;
+                report.slowest_failure = report.slowest_failure.max(sent.elapsed());
+            }
+        }
+    }
+    report
+}
+
+/// Open `n` connections through `addr` one after another, each with one
+/// echo; keep every other one open (returned) and close the rest, pausing
+/// `settle` after each close so the balancer has seen the FIN before its
+/// next choice. Round-robin then sends every kept connection to the same
+/// server; least-connections spreads them.
+pub fn alternate_long_and_short(addr: SocketAddr, n: usize, settle: Duration) -> io::Result<Vec<std::net::TcpStream>> {
+    let mut kept = Vec::new();
+    for i in 0..n {
+        let conn = connect_and_ping(addr)?;
+        if i % 2 == 0 {
+            kept.push(conn);
+        } else {
+            drop(conn);
+            std::thread::sleep(settle);
+        }
+    }
+    Ok(kept)
 }

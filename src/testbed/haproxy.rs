@@ -147,6 +147,22 @@ impl HaProxy {
                 config.into_os_string(),
             ])
         })?;
+        // The frontend can accept a moment before the admin socket exists.
+        let admin = daemon.root().join("admin.sock");
+        let started = std::time::Instant::now();
+        while !admin.exists() {
+            if started.elapsed() > ADMIN_TIMEOUT {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "haproxy made no {} in {ADMIN_TIMEOUT:?}:\n{}",
+                        admin.display(),
+                        daemon.log_tail()
+                    ),
+                ));
+            }
+            std::thread::sleep(STATUS_POLL);
+        }
         Ok(HaProxy { daemon, settings })
     }
 
