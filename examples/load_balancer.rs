@@ -137,20 +137,22 @@ fn two_legs(lb: &HaProxy, backends: &[SocketAddr]) -> std::io::Result<()> {
         _ => "client",
     };
     println!("1. one request through the balancer: the kernel's sockets for it (/proc/net/tcp)");
-    println!(
-        "   {:<13} {:<22} {:<22} {:<12} {}",
-        "owner", "local", "remote", "state", "inode"
-    );
-    let front = rows
-        .iter()
-        .filter(|r| r.state == TcpState::Established && (r.local == local || r.remote == local));
+    println!("   owner         local                  remote                 state        inode");
+    let established = || rows.iter().filter(|r| r.state == TcpState::Established);
+    // Other programs share loopback, so match exact 4-tuples, not ports.
+    let lb_addr = lb.addr();
+    let front =
+        established().filter(|r| (r.local, r.remote) == (local, lb_addr) || (r.local, r.remote) == (lb_addr, local));
     // The balancer's leg: its socket toward a backend and the backend's
-    // accepted socket, excluding health checks (they come and go).
-    let back = rows.iter().filter(|r| {
-        r.state == TcpState::Established
-            && (ports.contains(&r.remote.port()) && haproxy.contains(&r.inode)
-                || ports.contains(&r.local.port())
-                    && rows.iter().any(|o| o.local == r.remote && haproxy.contains(&o.inode)))
+    // accepted socket, the two ends of one 4-tuple. (A health check in
+    // flight would show here too; they live for microseconds.)
+    let outgoing: Vec<_> = established()
+        .filter(|r| haproxy.contains(&r.inode) && backends.contains(&r.remote))
+        .collect();
+    let back = established().filter(|r| {
+        outgoing
+            .iter()
+            .any(|o| (o.local, o.remote) == (r.local, r.remote) || (o.local, o.remote) == (r.remote, r.local))
     });
     for (leg, row) in front
         .map(|r| ("client ↔ LB", r))
@@ -192,10 +194,7 @@ fn spreading(rr: &HaProxy, addrs: &[SocketAddr], requests: usize) -> Result<(), 
         "2. {requests} connections one after another, every other one kept open ({} kept)",
         requests.div_ceil(2)
     );
-    println!(
-        "   {:<11} {:<38} {}",
-        "balance", "open per backend, HAProxy scur", "ESTABLISHED on each backend port (kernel)"
-    );
+    println!("   balance     open per backend, HAProxy scur         ESTABLISHED on each backend port (kernel)");
     for balance in [Balance::RoundRobin, Balance::LeastConn] {
         let fresh;
         let lb = if balance == Balance::RoundRobin {
