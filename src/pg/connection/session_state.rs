@@ -77,6 +77,7 @@ fn classify(code: &str) -> Option<SessionState> {
             instead,
         })
     };
+    // ANCHOR: classify
     match words.as_slice() {
         ["set", "local" | "transaction" | "constraints", ..] => {}
         ["set", ..] => return refuse("a session setting", "use SET LOCAL inside BEGIN … COMMIT"),
@@ -106,6 +107,7 @@ fn classify(code: &str) -> Option<SessionState> {
         }
         _ => {}
     }
+    // ANCHOR_END: classify
     // Session advisory locks can hide in any expression; the transaction
     // forms (`pg_advisory_xact_lock`) do not contain these names.
     let advisory = ["pg_advisory_lock", "pg_try_advisory_lock", "pg_advisory_unlock"];
