@@ -34,8 +34,11 @@
 //!    the server pid that ran each statement: a `SET` seen by another
 //!    client; a named prepared statement that "does not exist"; a `LISTEN`
 //!    whose notification goes to another client; an advisory lock that
-//!    outlives its transaction. Then the same four with connlab's
-//!    `transaction_pooling` setting, which avoids each.
+//!    outlives its transaction; and the client's own statement cache,
+//!    whose `s1` meets another client's `s1` ("already exists"). Then the
+//!    same five with connlab's `transaction_pooling` setting, which avoids
+//!    each. (Parts 1–4 run with the setting on, as a client behind
+//!    transaction pooling should.)
 //!
 //! Loopback on one machine: the figures are for the mechanisms
 //! (connections multiplexed, forks avoided, state lost), not for the
@@ -120,14 +123,20 @@ fn run(args: &Args) -> Result<(), String> {
         settings.default_pool_size,
     );
     let direct = Config::from_url(&cluster.url()).map_err(|e| e.to_string())?;
-    let through = Config::from_url(&bouncer.url()).map_err(|e| e.to_string())?;
+    // The plain client, for the footguns; everything else runs as a client
+    // behind transaction pooling should: with connlab's setting on.
+    let plain = Config::from_url(&bouncer.url()).map_err(|e| e.to_string())?;
+    let through = Config {
+        transaction_pooling: true,
+        ..plain.clone()
+    };
     let admin = Config::from_url(&bouncer.admin_url()).map_err(|e| e.to_string())?;
     reactor::block_on(args.backend, async {
         let backends = multiplex(args, &direct, &through, &admin).await?;
         memory(args, &backends);
         latency(args.rounds, &direct, &through).await?;
         connect_cost(&direct, &through).await?;
-        show_footguns(&direct, &through).await
+        show_footguns(&direct, &plain).await
     })
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())
@@ -275,7 +284,10 @@ fn memory(args: &Args, backends: &[i32]) {
 
 /// Part 3: `SELECT 1` direct vs through PgBouncer, interleaved.
 async fn latency(rounds: usize, direct: &Config, through: &Config) -> Result<(), Error> {
-    let mut to_server = Connection::connect(direct).await?;
+    // The same messages on both sides: through PgBouncer the setting keeps
+    // the statement cache off, so direct runs without it too (Parse, Bind,
+    // Describe, Execute, Sync each time).
+    let mut to_server = Connection::connect(&footguns::without_cache(direct)).await?;
     let mut to_bouncer = Connection::connect(through).await?;
     let (mut direct_t, mut bounced_t) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
@@ -313,13 +325,15 @@ async fn connect_cost(direct: &Config, through: &Config) -> Result<(), Error> {
 }
 
 /// Part 5: the footguns without and with connlab's setting.
-async fn show_footguns(direct: &Config, through: &Config) -> Result<(), Error> {
+async fn show_footguns(direct: &Config, plain: &Config) -> Result<(), Error> {
     println!("5. the transaction-pooling footguns, plain client (each line: client, server pid that ran it, statement → answer)\n");
-    for outcome in footguns::all(through, direct).await? {
+    for outcome in footguns::all(plain, direct).await? {
         println!("{outcome}");
     }
-    let mut guarded = through.clone();
-    guarded.transaction_pooling = true;
+    let guarded = Config {
+        transaction_pooling: true,
+        ..plain.clone()
+    };
     println!("   the same, with connlab's transaction_pooling = true\n");
     for outcome in footguns::all(&guarded, direct).await? {
         println!("{outcome}");

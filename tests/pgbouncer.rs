@@ -1,7 +1,8 @@
 //! connlab's client and pool through a real, throwaway PgBouncer
 //! (`testbed::pgbouncer`) in front of the throwaway PostgreSQL.
 //!
-//! The four transaction-pooling footguns (`testbed::footguns`) are made to
+//! The transaction-pooling footguns (`testbed::footguns`: the story's
+//! four with the statement cache off, and the cache's own) are made to
 //! happen with a plain client, and shown avoided by the
 //! `transaction_pooling` setting; the client's queries, prepared statements
 //! and the pool work through transaction pooling with that setting.
@@ -68,7 +69,7 @@ where
 
 #[test]
 fn set_by_one_client_is_seen_by_another_unless_the_guard_refuses_it() {
-    let (plain, guarded) = both(|b, _| async move { footguns::set_leaks(&b).await });
+    let (plain, guarded) = both(|b, _| async move { footguns::set_leaks(&footguns::without_cache(&b)).await });
     assert!(plain.went_off, "without the setting, B sees A's SET:\n{plain}");
     assert!(!guarded.went_off, "with it, the SET is refused:\n{guarded}");
     assert!(guarded.steps[0].result.contains("refused"), "{guarded}");
@@ -76,7 +77,7 @@ fn set_by_one_client_is_seen_by_another_unless_the_guard_refuses_it() {
 
 #[test]
 fn named_prepared_statement_does_not_exist_on_the_next_server_unless_unnamed() {
-    let (plain, guarded) = both(|b, _| async move { footguns::prepared_vanishes(&b).await });
+    let (plain, guarded) = both(|b, _| async move { footguns::prepared_vanishes(&footguns::without_cache(&b)).await });
     assert!(plain.went_off, "without the setting, 26000 does not exist:\n{plain}");
     assert!(
         !guarded.went_off,
@@ -90,7 +91,8 @@ fn named_prepared_statement_does_not_exist_on_the_next_server_unless_unnamed() {
 
 #[test]
 fn listen_stops_receiving_unless_the_guard_refuses_it() {
-    let (plain, guarded) = both(|b, d| async move { footguns::listen_goes_deaf(&b, &d).await });
+    let (plain, guarded) =
+        both(|b, d| async move { footguns::listen_goes_deaf(&footguns::without_cache(&b), &d).await });
     assert!(plain.went_off, "without the setting, A hears nothing:\n{plain}");
     assert!(!guarded.went_off, "{guarded}");
     assert!(guarded.steps[0].result.contains("refused"), "{guarded}");
@@ -98,10 +100,18 @@ fn listen_stops_receiving_unless_the_guard_refuses_it() {
 
 #[test]
 fn advisory_lock_outlives_the_transaction_unless_the_guard_refuses_it() {
-    let (plain, guarded) = both(|b, d| async move { footguns::advisory_lock_stays(&b, &d).await });
+    let (plain, guarded) =
+        both(|b, d| async move { footguns::advisory_lock_stays(&footguns::without_cache(&b), &d).await });
     assert!(plain.went_off, "without the setting, the lock stays:\n{plain}");
     assert!(!guarded.went_off, "{guarded}");
     assert!(guarded.steps[0].result.contains("refused"), "{guarded}");
+}
+
+#[test]
+fn statement_cache_names_collide_across_clients_unless_the_setting_turns_it_off() {
+    let (plain, guarded) = both(|b, _| async move { footguns::cached_names_collide(&b).await });
+    assert!(plain.went_off, "with the cache on, B's s1 already exists:\n{plain}");
+    assert!(!guarded.went_off, "{guarded}");
 }
 
 #[test]
@@ -205,7 +215,7 @@ fn twelve_clients_share_three_server_connections_counted_by_the_admin_console() 
     };
     let bouncer = PgBouncer::start(cluster(), settings).unwrap();
     let (clients, pools, pids) = run(async {
-        let config = Config::from_url(&bouncer.url()).unwrap();
+        let config = Config::from_url(&format!("{}?transaction_pooling=true", bouncer.url())).unwrap();
         let mut conns = Vec::new();
         for _ in 0..12 {
             conns.push(Connection::connect(&config).await.unwrap());

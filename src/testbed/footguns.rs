@@ -1,5 +1,7 @@
-//! `testbed::footguns`: the four ways session state breaks behind
-//! transaction pooling (Q30), as scenarios that make each one happen.
+//! `testbed::footguns`: the ways session state breaks behind transaction
+//! pooling (Q30), as scenarios that make each one happen: the story's four
+//! (`SET`, `PREPARE`, `LISTEN`, advisory locks) and a fifth a driver adds
+//! itself, a statement cache.
 //!
 //! Each scenario runs two clients, A and B, through a PgBouncer in
 //! `pool_mode = transaction` with at least two server connections, plus a
@@ -17,8 +19,9 @@
 //!
 //! With `transaction_pooling` set in the clients' [`Config`], connlab's
 //! client avoids each footgun: it refuses the statement that would leave
-//! state behind ([`Error::SessionState`]) or, for prepared statements,
-//! parses the unnamed statement again in every execution's batch.
+//! state behind ([`Error::SessionState`]), parses a prepared statement's
+//! unnamed form again in every execution's batch, and keeps its
+//! statement cache off.
 
 use std::fmt;
 
@@ -68,16 +71,29 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The four scenarios in order. `bouncer` is the client configuration
+/// The five scenarios in order. `bouncer` is the client configuration
 /// through PgBouncer (its `transaction_pooling` flag decides whether
 /// connlab guards the session), `direct` goes straight to PostgreSQL.
+///
+/// The first four run with the statement cache off, so that each shows its
+/// own footgun and not the cache's, which is the fifth.
 pub async fn all(bouncer: &Config, direct: &Config) -> Result<Vec<Outcome>, Error> {
+    let uncached = without_cache(bouncer);
     Ok(vec![
-        set_leaks(bouncer).await?,
-        prepared_vanishes(bouncer).await?,
-        listen_goes_deaf(bouncer, direct).await?,
-        advisory_lock_stays(bouncer, direct).await?,
+        set_leaks(&uncached).await?,
+        prepared_vanishes(&uncached).await?,
+        listen_goes_deaf(&uncached, direct).await?,
+        advisory_lock_stays(&uncached, direct).await?,
+        cached_names_collide(bouncer).await?,
     ])
+}
+
+/// `config` with the statement cache off.
+pub fn without_cache(config: &Config) -> Config {
+    Config {
+        statement_cache_size: 0,
+        ..config.clone()
+    }
 }
 
 /// A record being written.
@@ -203,6 +219,51 @@ pub async fn prepared_vanishes(bouncer: &Config) -> Result<Outcome, Error> {
     };
     Ok(script.done("footgun 2: prepared statement \"does not exist\"", went_off, why))
 }
+
+/// Footgun 5: the client's own statement cache. Each client numbers its
+/// cached statements from `s1`; behind transaction pooling two clients'
+/// `s1` meet on one server connection.
+pub async fn cached_names_collide(bouncer: &Config) -> Result<Outcome, Error> {
+    let mut script = Script { steps: Vec::new() };
+    let mut a = Connection::connect(bouncer).await?;
+    let mut b = Connection::connect(bouncer).await?;
+    let mut went_off = false;
+    for (client, conn, sql) in [
+        ("A", &mut a, "SELECT 'A''s query'"),
+        ("B", &mut b, "SELECT 'B''s query'"),
+    ] {
+        match conn.query(sql, &[]).await {
+            Ok(rows) => {
+                let value = rows
+                    .get(0)
+                    .and_then(|row| row.get::<String>(0).ok())
+                    .unwrap_or_default();
+                script.record(client, sql, None, value);
+            }
+            Err(e) => {
+                went_off |= e.code() == Some(DUPLICATE_PREPARED_STATEMENT);
+                script.record(client, sql, None, e.to_string());
+            }
+        }
+    }
+    let pid = b.query("SELECT pg_backend_pid()", &[]).await.ok();
+    let pid = pid.and_then(|rows| rows.get(0).and_then(|row| row.get::<i32>(0).ok()));
+    script.record("B", "SELECT pg_backend_pid()", pid, "B's server connection now".into());
+    let why = if went_off {
+        "each client's cache names its first statement s1; A's s1 stayed on the server connection, which B got next"
+            .to_string()
+    } else {
+        "no statement was named: the cache is off, every query parses the unnamed statement".to_string()
+    };
+    Ok(script.done(
+        "footgun 5: the client's statement cache: \"s1\" already exists",
+        went_off,
+        why,
+    ))
+}
+
+/// SQLSTATE 42P05, `duplicate_prepared_statement`.
+pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 
 /// SQLSTATE 26000, `invalid_sql_statement_name`: "prepared statement … does not exist".
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";

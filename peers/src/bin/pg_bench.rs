@@ -15,14 +15,15 @@
 //!   exchange (PBKDF2 with 4096 iterations on both sides), the server's
 //!   ParameterStatus flood, ReadyForQuery. libpq's figure is pgbench's
 //!   `-C` "average connection time": a mean, not a median.
-//! - **sequential**: one connection, the statement prepared once, then
+//! - **sequential**: one connection, the statement prepared once (connlab:
+//!   by its statement cache, on the first plain `query()`), then
 //!   `SELECT name FROM users WHERE id = $1` with a random id in 1..=1000,
 //!   one at a time: p50, p99 and queries per second. pgbench's per-query
 //!   latencies come from its `-l` log.
 //! - **pipelined**: batches of `PIPELINE_DEPTH` queries sent before
 //!   waiting for any reply, then all replies read. Each client in its own
-//!   idiom: connlab's `Connection::pipeline` (Parse/Bind/Describe/Execute
-//!   per query, one Sync per batch), pgbench's `\startpipeline` …
+//!   idiom: connlab's `Connection::pipeline` (Bind/Execute per query once
+//!   the statement cache has it, one Sync per batch), pgbench's `\startpipeline` …
 //!   `\endpipeline` with `-M extended` (the same messages), and
 //!   tokio-postgres running `PIPELINE_DEPTH` queries of a prepared
 //!   statement at once (its connection task writes them back to back, one
@@ -160,14 +161,14 @@ mod connlab_pg {
     pub fn sequential(url: &str, duration: Duration, ids: &mut Ids) -> io::Result<Sequential> {
         block_on(async {
             let mut conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
-            let stmt = conn.prepare(QUERY).await.map_err(io::Error::other)?;
             let mut latency_us = Vec::new();
             let cpu0 = own_cpu()?;
             let start = Instant::now();
             while start.elapsed() < duration {
                 let id = ids.next();
                 let t = Instant::now();
-                let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                // Plain query(): the statement cache parses it on the first call only.
+                let rows = conn.query(QUERY, &[&id]).await.map_err(io::Error::other)?;
                 latency_us.push(t.elapsed().as_secs_f64() * 1e6);
                 name_of(id, &rows)?;
             }
@@ -192,7 +193,8 @@ mod connlab_pg {
                 let batch_ids: Vec<i32> = (0..PIPELINE_DEPTH).map(|_| ids.next()).collect();
                 let params: Vec<[&dyn ToSql; 1]> = batch_ids.iter().map(|id| [id as &dyn ToSql]).collect();
                 let batch: Vec<(&str, &[&dyn ToSql])> = params.iter().map(|p| (QUERY, &p[..])).collect();
-                // One write: Parse/Bind/Describe/Execute × depth, then one Sync.
+                // One write: Bind/Execute × depth (Parse + Describe too, the
+                // first time, before the statement cache has it), then one Sync.
                 let results = conn.pipeline(&batch).await.map_err(io::Error::other)?;
                 for (id, rows) in batch_ids.iter().zip(results) {
                     name_of(*id, &rows.map_err(io::Error::other)?)?;

@@ -12,7 +12,7 @@
 //!    bookkeeping. Timed in batches of `BATCH` (one clock read costs about
 //!    as much as what is measured), the median batch's time per operation.
 //! 2. **pooled throughput**: `TASKS` tasks on a pool of `POOL_SIZE`, each
-//!    looping acquire → prepared `SELECT name FROM users WHERE id = $1` →
+//!    looping acquire → cached `SELECT name FROM users WHERE id = $1` →
 //!    release, for `--secs`; rounds interleaved, median queries/s.
 //! 3. **pooled vs unpooled**, connlab alone: the same 8 tasks, but each
 //!    query on a fresh `pg::Connection` (TCP connect, startup, SCRAM,
@@ -33,8 +33,9 @@
 //! validation round trip on a hot connection (deadpool's `Fast` recycling;
 //! connlab's default `OnAcquire` skips the ping for a connection used in
 //! the last 500 ms, which under load is every one), and each task reuses a
-//! statement prepared once per connection (deadpool's `prepare_cached`; a
-//! per-connection map here, connlab having no statement cache).
+//! statement prepared once per connection, each in its own idiom:
+//! deadpool's `prepare_cached`, and connlab's plain `query()`, whose
+//! per-connection statement cache does the same.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -173,11 +174,8 @@ mod deadpool {
 
 mod connlab_pool {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::rc::Rc;
 
-    use connlab::pg::connection::Statement;
     use connlab::pg::Connection;
     use connlab::poller::Backend;
     use connlab::pool::pg::PgManager;
@@ -218,28 +216,22 @@ mod connlab_pool {
     pub fn pooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
         block_on(async {
             let pool = pool(url).await?;
-            // The statement each connection has prepared, by the pool's id for it.
-            let prepared: Rc<RefCell<HashMap<u64, Rc<Statement>>>> = Rc::default();
             let start = Instant::now();
             let deadline = start + duration;
             let tasks: Vec<_> = (0..TASKS)
                 .map(|task| {
-                    let (pool, prepared) = (pool.clone(), prepared.clone());
+                    let pool = pool.clone();
                     reactor::spawn(async move {
                         let mut n = 0u64;
                         while Instant::now() < deadline {
                             let mut conn = pool.acquire().await?;
-                            let known = prepared.borrow().get(&conn.id()).cloned();
-                            let stmt = match known {
-                                Some(stmt) => stmt,
-                                None => {
-                                    let stmt = Rc::new(conn.prepare(QUERY).await.map_err(io::Error::other)?);
-                                    prepared.borrow_mut().insert(conn.id(), stmt.clone());
-                                    stmt
-                                }
-                            };
                             let id = id_for(task, n);
-                            let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                            // ANCHOR: connlab_pooled_query
+                            // The idiomatic call: the connection's statement
+                            // cache turns it into Bind/Execute/Sync after the
+                            // first time on each connection.
+                            let rows = conn.query(QUERY, &[&id]).await.map_err(io::Error::other)?;
+                            // ANCHOR_END: connlab_pooled_query
                             let row = rows
                                 .get(0)
                                 .ok_or_else(|| io::Error::other(format!("id {id}: no row")))?;
