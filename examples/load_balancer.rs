@@ -27,11 +27,14 @@
 //!    backend (it counts turns, not load), least-connections spreads them.
 //!    Counted by HAProxy (`show stat`, `scur`) and by the kernel
 //!    (ESTABLISHED sockets on each backend's port).
-//! 3. **Reuse.** N client connections, and the backend connections HAProxy
-//!    opened for them (`show stat`). In TCP mode each client connection is
-//!    paired with its own backend connection, so N and N: the balancer's
-//!    pool of kept-alive backend connections is an HTTP-mode feature
-//!    (`http-reuse`), which needs HTTP backends.
+//! 3. **Reuse.** N client connections, one request each, and the backend
+//!    connections that carried them. In TCP mode each client connection is
+//!    paired with its own backend connection: N and N. Then the same with
+//!    connlab's HTTP server (`http::Server`) as the backends and HAProxy in
+//!    HTTP mode with `http-reuse`: a handful of backend connections carry
+//!    all N requests, counted twice: by the backends (each response names
+//!    the backend connection, numbered in accept order) and by HAProxy
+//!    (`show stat` `connect` and `reuse`). That is the balancer's own pool.
 //! 4. **A backend dies mid-run.** A client sends requests in a loop; one
 //!    backend is killed (its listener and connections close). Requests
 //!    answered and failed, how long the worst failure took, and how long
@@ -52,8 +55,8 @@ use std::time::Duration;
 
 use common::show;
 use connlab::inspect::{self, FdTarget, TcpState};
-use connlab::testbed::echo::{self, EchoBackend};
-use connlab::testbed::haproxy::{Balance, HaProxy, Settings};
+use connlab::testbed::backend::{self, Backend};
+use connlab::testbed::haproxy::{Balance, HaProxy, Mode, Settings};
 
 /// How long HAProxy's first health checks may take to see every backend.
 const UP_WITHIN: Duration = Duration::from_secs(5);
@@ -79,11 +82,11 @@ fn main() -> ExitCode {
 }
 
 fn run(n_backends: usize, requests: usize) -> Result<(), String> {
-    let mut backends: Vec<EchoBackend> = (0..n_backends)
-        .map(|_| EchoBackend::start())
+    let mut backends: Vec<Backend> = (0..n_backends)
+        .map(|_| Backend::echo())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("starting an echo backend: {e}"))?;
-    let addrs: Vec<SocketAddr> = backends.iter().map(EchoBackend::addr).collect();
+    let addrs: Vec<SocketAddr> = backends.iter().map(Backend::addr).collect();
     let names: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("b{i} {a}")).collect();
     println!("backends (connlab's echo server): {}", names.join(", "));
 
@@ -95,17 +98,23 @@ fn run(n_backends: usize, requests: usize) -> Result<(), String> {
     );
     two_legs(&lb, &addrs).map_err(|e| format!("part 1: {e}"))?;
     spreading(&lb, &addrs, requests)?;
-    reuse(&lb, requests).map_err(|e| format!("part 3: {e}"))?;
+    reuse(&lb, n_backends, requests).map_err(|e| format!("part 3: {e}"))?;
     let victim = backends.pop().ok_or("no backend to kill")?;
     dies(&lb, victim, n_backends - 1)
 }
 
-/// HAProxy in front of `addrs`, once every backend is UP.
+/// HAProxy in TCP mode in front of `addrs`, once every backend is UP.
 fn start(addrs: &[SocketAddr], balance: Balance) -> Result<HaProxy, String> {
     let mut settings = Settings::tcp(addrs.to_vec());
     settings.balance = balance;
+    start_with(settings)
+}
+
+/// HAProxy with `settings`, once every backend is UP.
+fn start_with(settings: Settings) -> Result<HaProxy, String> {
+    let servers = settings.servers.len();
     let lb = HaProxy::start(settings).map_err(|e| format!("starting HAProxy: {e}"))?;
-    for i in 0..addrs.len() {
+    for i in 0..servers {
         let up = lb
             .wait_for_status(&format!("b{i}"), "UP", UP_WITHIN)
             .map_err(|e| e.to_string())?;
@@ -203,7 +212,7 @@ fn spreading(rr: &HaProxy, addrs: &[SocketAddr], requests: usize) -> Result<(), 
             fresh = start(addrs, balance)?;
             &fresh
         };
-        let kept = echo::alternate_long_and_short(lb.addr(), requests, SETTLE).map_err(|e| e.to_string())?;
+        let kept = backend::alternate_long_and_short(lb.addr(), requests, SETTLE).map_err(|e| e.to_string())?;
         std::thread::sleep(SETTLE);
         let scur: Vec<String> = lb
             .stats()
@@ -229,30 +238,55 @@ fn spreading(rr: &HaProxy, addrs: &[SocketAddr], requests: usize) -> Result<(), 
     Ok(())
 }
 
-/// Part 3: backend connections per client connection in TCP mode.
-fn reuse(lb: &HaProxy, requests: usize) -> std::io::Result<()> {
-    let before: u64 = lb.stats()?.iter().map(|s| s.total).sum();
+/// Part 3: backend connections per client connection, TCP mode then
+/// HTTP mode (connlab's HTTP server behind HAProxy with `http-reuse`).
+fn reuse(lb: &HaProxy, n_backends: usize, requests: usize) -> Result<(), String> {
+    let before: u64 = lb.stats().map_err(|e| e.to_string())?.iter().map(|s| s.total).sum();
     for _ in 0..requests {
-        echo::round_trip(lb.addr())?;
+        backend::round_trip(lb.addr()).map_err(|e| e.to_string())?;
     }
-    let after: u64 = lb.stats()?.iter().map(|s| s.total).sum();
+    let after: u64 = lb.stats().map_err(|e| e.to_string())?.iter().map(|s| s.total).sum();
+    println!("3. {requests} client connections, one request each, closed after it");
     println!(
-        "3. {requests} client connections → {} backend connections opened by HAProxy (show stat stot)",
+        "   TCP mode:  {} backend connections opened (show stat stot): one per client connection",
         after - before
     );
-    println!("   TCP mode pairs each client connection with its own backend connection: nothing to reuse.");
+
+    let web: Vec<Backend> = (0..n_backends)
+        .map(|i| Backend::http(&format!("b{i}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("starting an HTTP backend: {e}"))?;
+    let mut settings = Settings::tcp(web.iter().map(Backend::addr).collect());
+    settings.mode = Mode::Http;
+    let http_lb = start_with(settings)?;
+    let mut carried_by = std::collections::BTreeSet::new();
+    for _ in 0..requests {
+        let mut client = std::net::TcpStream::connect(http_lb.addr()).map_err(|e| e.to_string())?;
+        let body = backend::http_get(&mut client, "/").map_err(|e| e.to_string())?;
+        // "b0 connection 3 request 7": which backend connection carried it.
+        let words: Vec<&str> = body.split_whitespace().collect();
+        if let [server, _, conn, ..] = words.as_slice() {
+            carried_by.insert((server.to_string(), conn.to_string()));
+        }
+    }
+    let stats = http_lb.stats().map_err(|e| e.to_string())?;
+    let connects: u64 = stats.iter().map(|s| s.connects).sum();
+    let reuses: u64 = stats.iter().map(|s| s.reuses).sum();
     println!(
-        "   The balancer's kept-alive backend pool (Q7) is HTTP mode's `http-reuse`, which needs HTTP backends.\n"
+        "   HTTP mode: {} distinct backend connections carried them (named by the backends in each response); \
+         HAProxy counted {connects} connects and {reuses} reuses (show stat connect/reuse)",
+        carried_by.len()
     );
+    println!("   the balancer keeps its backend connections alive and lends them to the next client's request: its own pool (Q7)\n");
     Ok(())
 }
 
 /// Part 4: kill one backend under load.
-fn dies(lb: &HaProxy, victim: EchoBackend, survivors: usize) -> Result<(), String> {
+fn dies(lb: &HaProxy, victim: Backend, survivors: usize) -> Result<(), String> {
     let name = format!("b{survivors}");
     let stop = AtomicBool::new(false);
     let (report, down_after) = std::thread::scope(|scope| {
-        let client = scope.spawn(|| echo::load_until(lb.addr(), &stop, Duration::from_secs(30)));
+        let client = scope.spawn(|| backend::load_until(lb.addr(), &stop, Duration::from_secs(30)));
         std::thread::sleep(BEFORE_KILL);
         let killed = victim.kill();
         let down = lb.wait_for_status(&name, "DOWN", Duration::from_secs(5));

@@ -8,19 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use connlab::inspect;
-use connlab::testbed::echo::{self, EchoBackend};
-use connlab::testbed::haproxy::{Balance, HaProxy, Settings};
+use connlab::testbed::backend::{self, Backend};
+use connlab::testbed::haproxy::{Balance, HaProxy, Mode, Settings};
 
 /// Long enough for a handful of 100 ms health checks on a loaded machine.
 const UP_WITHIN: Duration = Duration::from_secs(5);
 
-fn backends(n: usize) -> Vec<EchoBackend> {
-    (0..n).map(|_| EchoBackend::start().expect("an echo backend")).collect()
+fn backends(n: usize) -> Vec<Backend> {
+    (0..n).map(|_| Backend::echo().expect("an echo backend")).collect()
 }
 
 /// HAProxy in front of `backends`, once its health checks have seen them all UP.
-fn balancer(backends: &[EchoBackend], balance: Balance) -> HaProxy {
-    let mut settings = Settings::tcp(backends.iter().map(EchoBackend::addr).collect());
+fn balancer(backends: &[Backend], balance: Balance) -> HaProxy {
+    let mut settings = Settings::tcp(backends.iter().map(Backend::addr).collect());
     settings.balance = balance;
     let lb = HaProxy::start(settings).expect("a throwaway HAProxy (scripts/install-haproxy)");
     for i in 0..backends.len() {
@@ -55,7 +55,7 @@ fn round_robin_stacks_long_connections_and_least_connections_spreads_them() {
     let servers = backends(2);
     for (balance, expect_even) in [(Balance::RoundRobin, false), (Balance::LeastConn, true)] {
         let lb = balancer(&servers, balance);
-        let _kept = echo::alternate_long_and_short(lb.addr(), 8, Duration::from_millis(30)).unwrap();
+        let _kept = backend::alternate_long_and_short(lb.addr(), 8, Duration::from_millis(30)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let current: Vec<u64> = lb.stats().unwrap().iter().map(|s| s.current).collect();
         assert_eq!(current.iter().sum::<u64>(), 4, "{balance:?}: {current:?}");
@@ -73,7 +73,7 @@ fn a_backend_that_dies_is_marked_down_and_the_other_serves_on() {
     let lb = balancer(&servers, Balance::RoundRobin);
     let stop = AtomicBool::new(false);
     let (report, down_after) = std::thread::scope(|scope| {
-        let client = scope.spawn(|| echo::load_until(lb.addr(), &stop, Duration::from_secs(10)));
+        let client = scope.spawn(|| backend::load_until(lb.addr(), &stop, Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(100));
         servers.pop().unwrap().kill().unwrap();
         let down_after = lb.wait_for_status("b1", "DOWN", Duration::from_secs(3)).unwrap();
@@ -86,6 +86,34 @@ fn a_backend_that_dies_is_marked_down_and_the_other_serves_on() {
     assert!(down_after < Duration::from_millis(900), "{down_after:?}");
     assert!(report.ok > 0, "b0 kept serving: {report:?}");
     for _ in 0..10 {
-        echo::round_trip(lb.addr()).expect("after DOWN, every request goes to b0");
+        backend::round_trip(lb.addr()).expect("after DOWN, every request goes to b0");
     }
+}
+
+#[test]
+fn http_mode_reuses_a_few_backend_connections_for_many_client_connections() {
+    let servers: Vec<Backend> = (0..2).map(|i| Backend::http(&format!("b{i}")).unwrap()).collect();
+    let mut settings = Settings::tcp(servers.iter().map(Backend::addr).collect());
+    settings.mode = Mode::Http;
+    let lb = HaProxy::start(settings).unwrap();
+    for i in 0..2 {
+        assert!(lb.wait_for_status(&format!("b{i}"), "UP", UP_WITHIN).unwrap().is_some());
+    }
+    let mut carried_by = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        // A new client connection for every request, closed after it.
+        let mut client = TcpStream::connect(lb.addr()).unwrap();
+        let body = backend::http_get(&mut client, "/").unwrap();
+        let mut words = body.split_whitespace();
+        let (server, conn) = (words.next().unwrap().to_string(), words.nth(1).unwrap().to_string());
+        carried_by.insert((server, conn));
+    }
+    let stats = lb.stats().unwrap();
+    let reuses: u64 = stats.iter().map(|s| s.reuses).sum();
+    assert!(
+        carried_by.len() < 20,
+        "20 client connections, {} backend connections: {carried_by:?}",
+        carried_by.len()
+    );
+    assert!(reuses > 0, "HAProxy counts reuse: {stats:?}");
 }

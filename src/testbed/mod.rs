@@ -16,14 +16,15 @@
 //! - [`footguns`]: the four ways session state breaks behind transaction
 //!   pooling, as scenarios that make each happen (and connlab's guard).
 //! - [`haproxy`]: a throwaway HAProxy load balancer in front of
-//!   [`echo`] backends (connlab's own server, killable), TCP or HTTP mode.
+//!   [`backend`]s (connlab's own echo or HTTP server, killable), TCP or
+//!   HTTP mode.
 //! - [`choose`](mod@choose): the rule an example follows to find its server.
 //!
 //! The binaries are the distribution's (Debian packages installed by
 //! `scripts/setup`), the same software a production deployment runs.
 
+pub mod backend;
 pub mod choose;
-pub mod echo;
 pub mod footguns;
 pub mod haproxy;
 pub mod pgbouncer;
