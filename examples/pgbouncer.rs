@@ -1,6 +1,6 @@
 //! pgbouncer: Q30, the other architecture of pooling, on the real engine.
 //! A hundred clients through PgBouncer onto twenty PostgreSQL connections,
-//! what that saves and costs, and the four ways transaction pooling loses
+//! what that saves and costs, and the ways transaction pooling loses
 //! session state.
 //!
 //! ```text
