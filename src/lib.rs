@@ -21,7 +21,7 @@
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
-//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
+//! | [`testbed`] | the real engines examples and tests start and throw away: PostgreSQL, PgBouncer, HAProxy, connlab's own servers as backends | `initdb`, `postgres`, `pg_ctl`, `pgbouncer`, `haproxy`; a watchdog |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
