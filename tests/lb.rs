@@ -117,3 +117,55 @@ fn http_mode_reuses_a_few_backend_connections_for_many_client_connections() {
     );
     assert!(reuses > 0, "HAProxy counts reuse: {stats:?}");
 }
+
+/// Set in the child process of the watchdog test.
+const CHILD: &str = "CONNLAB_LB_WATCHDOG_CHILD";
+
+#[test]
+fn haproxy_and_its_directory_are_gone_after_the_process_that_started_them_is_killed() {
+    if std::env::var_os(CHILD).is_some() {
+        // The child: start a balancer, say where it is, wait to be killed.
+        let servers = backends(1);
+        let lb = balancer(&servers, Balance::RoundRobin);
+        println!("{} {}", lb.pid(), lb.admin_socket().parent().unwrap().display());
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "haproxy_and_its_directory_are_gone_after_the_process_that_started_them_is_killed",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    while !line.contains("/connlab-haproxy-") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the child said nothing"
+        );
+    }
+    let mut words = line.split_whitespace();
+    let pid: u32 = words.next().unwrap().parse().unwrap();
+    let root = std::path::PathBuf::from(words.next().unwrap());
+    assert!(root.exists());
+    child.kill().unwrap(); // SIGKILL: no destructor runs in the child
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Gone, or a zombie waiting for whoever inherited it to reap it.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
+    };
+    while (alive() || root.exists()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(), "haproxy {pid} stopped by the watchdog");
+    assert!(!root.exists(), "{} removed by the watchdog", root.display());
+}
