@@ -314,8 +314,11 @@ impl Server {
                 continue;
             }
             next_id += 1;
-            if let Some(conn) = Connection::new(stream, peer, next_id, shared.clone()) {
-                let task = conn.run();
+            if let Some(mut conn) = Connection::new(stream, peer, next_id, shared.clone()) {
+                // The connection is captured once and only borrowed inside:
+                // an `async fn run(self)` would keep it twice in the task
+                // (the argument, and the local its body moves it into).
+                let task = async move { conn.serve().await };
                 shared.counters.task_bytes.set(std::mem::size_of_val(&task));
                 reactor::spawn(task);
             }
@@ -429,13 +432,6 @@ where
             out: Vec::new(),
             pending: Vec::new(),
         })
-    }
-
-    /// The connection's task. The connection is captured once and only
-    /// borrowed inside: an `async fn run(self)` would keep it twice in the
-    /// task (the argument, and the local the body moves it into).
-    fn run(mut self) -> impl Future<Output = ()> {
-        async move { self.serve().await }
     }
 
     async fn serve(&mut self) {
