@@ -50,26 +50,30 @@ fn frame(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ()> {
     }
 }
 
+/// Take every whole request at the front of `buf` into `framing`, as the
+/// server does after a read; the bytes taken.
+fn take_whole(buf: &[u8], limits: &Limits, framing: &mut Framing) -> usize {
+    let mut at = 0;
+    while at < buf.len() && !framing.refused {
+        match frame(&buf[at..], limits) {
+            Ok(Some(n)) => {
+                framing.lengths.push(n);
+                at += n;
+            }
+            Ok(None) => break,
+            Err(()) => framing.refused = true,
+        }
+    }
+    at
+}
+
 /// Frame `stream` with all of it available from the start.
 fn whole(stream: &[u8], limits: &Limits) -> Framing {
     let mut framing = Framing {
         lengths: Vec::new(),
         refused: false,
     };
-    let mut at = 0;
-    while at < stream.len() {
-        match frame(&stream[at..], limits) {
-            Ok(Some(n)) => {
-                framing.lengths.push(n);
-                at += n;
-            }
-            Ok(None) => break,
-            Err(()) => {
-                framing.refused = true;
-                break;
-            }
-        }
-    }
+    take_whole(stream, limits, &mut framing);
     framing
 }
 
@@ -81,19 +85,10 @@ fn cut_everywhere(stream: &[u8], limits: &Limits) -> Framing {
     };
     let mut at = 0;
     for end in 1..=stream.len() {
-        while at < end {
-            match frame(&stream[at..end], limits) {
-                Ok(Some(n)) => {
-                    framing.lengths.push(n);
-                    at += n;
-                }
-                Ok(None) => break,
-                Err(()) => {
-                    framing.refused = true;
-                    return framing;
-                }
-            }
+        if framing.refused {
+            break;
         }
+        at += take_whole(&stream[at..end], limits, &mut framing);
     }
     framing
 }

@@ -2,7 +2,7 @@
 //! one of three [`ListenerKind`]s: `SO_REUSEPORT` listeners, one listener
 //! shared with `EPOLLEXCLUSIVE`, or one shared without it (the thundering
 //! herd). The echo server ([`super::echo::EchoThreads`]) and the HTTP
-//! server (`http_connlab --threads`, `click --threads`) both start their
+//! server (`http_connlab --threads` in `peers/`) both start their
 //! threads here; each thread runs whatever server the caller gives it.
 //!
 //! Syscalls: `socket`, `setsockopt(SO_REUSEPORT)`, `bind`, `listen` per
