@@ -26,7 +26,7 @@
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
 //! | [`lab`] | kernel experiments in a private network namespace (SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2, slow start); a LAN on loopback | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
-//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
+//! | [`testbed`] | the real engines examples and tests start and throw away: PostgreSQL, PgBouncer, HAProxy, connlab's own servers as backends | `initdb`, `postgres`, `pg_ctl`, `pgbouncer`, `haproxy`; a watchdog |
 //!
 //! Within `pg`, `pg::protocol` is sans-IO: it imports nothing from
 //! `reactor` or `net` (the same test checks it).

@@ -27,8 +27,10 @@ pub mod echo;
 mod futures_io;
 mod stream;
 mod tcp;
+mod threads;
 mod unix;
 
 pub use stream::Stream;
 pub use tcp::{TcpListener, TcpStream};
+pub use threads::{ListenerKind, ReactorThreads, Stop};
 pub use unix::{UnixListener, UnixStream};

@@ -82,6 +82,7 @@ impl Connection {
         params: &[&dyn ToSql],
         rows_per_fetch: u32,
     ) -> Result<RowStream<'_>, Error> {
+        self.refuse_session_state(sql)?;
         self.begin().await?;
         let rows_per_fetch = i32::try_from(rows_per_fetch.max(1)).unwrap_or(i32::MAX);
         let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
