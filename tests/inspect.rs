@@ -6,11 +6,7 @@
 //! count here is filtered by a port or 4-tuple this test owns; nothing
 //! asserts on a machine-wide total.
 
-mod inspect_support;
-
-#[path = "../examples/time_wait.rs"]
-#[allow(dead_code)]
-mod time_wait_example;
+mod util;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -21,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use connlab::inspect::{self, Family, FdKind, ProcRow, SocketReport, TcpState};
 use connlab::sys::addr::{getpeername, getsockname, Addr};
-use inspect_support::{find_ss, ss_tanpe};
+use util::ss::{find_ss, parse_ss_line, ss_tanpe};
+use util::time_wait::{exchange, ClientClosesFirst};
 
 /// How long any "wait for the kernel to get there" loop may take.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -305,14 +302,38 @@ fn process_fds_lists_sockets_pipes_eventfds_and_epoll() {
     assert!(usage.to_string().contains("before EMFILE"));
 }
 
+/// TIME_WAIT sockets toward `addr` (either end) in `/proc/net/tcp`.
+fn time_wait_toward(addr: SocketAddr) -> usize {
+    inspect::tcp_census(Some(addr.port())).unwrap().time_wait()
+}
+
+/// Poll until `count()` reaches `target` (the last ACKs are in flight), bounded.
+fn settle(target: usize, count: impl Fn() -> usize) -> usize {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = count();
+        if now >= target || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
     const N: usize = 300;
-    let server = time_wait_example::Server::start().unwrap();
+    let server = ClientClosesFirst::start().unwrap();
 
-    let short = time_wait_example::short_connections(&server, N).unwrap();
-    let ours: HashSet<SocketAddr> = short.client_addrs.iter().copied().collect();
+    // N connections, one request each, closed by us.
+    let before = time_wait_toward(server.addr);
+    let mut ours = HashSet::new();
+    for _ in 0..N {
+        let stream = server.connect().unwrap();
+        ours.insert(stream.local_addr().unwrap());
+    }
     assert_eq!(ours.len(), N, "each connection had its own ephemeral port");
+    server.await_closes(N, SETTLE).unwrap();
+    let after = settle(before + N, || time_wait_toward(server.addr));
     let in_time_wait = inspect::tcp_table()
         .unwrap()
         .rows
@@ -325,19 +346,28 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         in_time_wait >= N * 95 / 100,
         "{in_time_wait} of our {N} 4-tuples are in TIME_WAIT"
     );
-    let new = short.new_time_wait();
+    let new = after as i64 - before as i64;
     assert!(
         (N as i64 * 95 / 100..=N as i64 + 5).contains(&new),
         "{new} new TIME_WAIT for {N} connections"
     );
 
-    let (reused, after_close) = time_wait_example::reused_connection(&server, N).unwrap();
+    // The same N requests over one connection: none while it is open, one
+    // when it closes.
+    let before = time_wait_toward(server.addr);
+    let mut reused = server.connect().unwrap();
+    for _ in 1..N {
+        exchange(&mut reused).unwrap();
+    }
     assert_eq!(
-        reused.new_time_wait(),
-        0,
+        time_wait_toward(server.addr),
+        before,
         "N requests on one open connection leave no TIME_WAIT"
     );
-    assert_eq!(after_close, reused.after + 1, "closing it leaves exactly one");
+    drop(reused);
+    server.await_closes(1, SETTLE).unwrap();
+    let after_close = settle(before + 1, || time_wait_toward(server.addr));
+    assert_eq!(after_close, before + 1, "closing it leaves exactly one");
 
     let in_use = inspect::ports_in_use_toward(server.addr).unwrap();
     assert!(
@@ -345,4 +375,19 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         "{in_use} ephemeral ports toward {} after {N}+1 connections",
         server.addr
     );
+}
+
+#[test]
+fn ss_lines_parse() {
+    let row = parse_ss_line(
+        "ESTAB 0 0 127.0.0.1:53692 127.0.0.1:32775 users:((\"t\",pid=22051,fd=4)) uid:1000 ino:246076 sk:3 <->",
+    )
+    .unwrap();
+    assert_eq!(row.state, TcpState::Established);
+    assert_eq!(row.local, "127.0.0.1:53692".parse().unwrap());
+    assert_eq!(row.inode, Some(246076));
+    assert_eq!(row.owners, vec![(22051, 4)]);
+    let listen = parse_ss_line("LISTEN 0 128 [::1]:8080 [::]:* ino:5 sk:1").unwrap();
+    assert_eq!(listen.peer, "[::]:0".parse().unwrap());
+    assert_eq!(listen.send_q, 128);
 }

@@ -1,13 +1,13 @@
 //! The pool's behaviour, on real loopback sockets, on every poller backend.
 //!
-//! The first part drives the pool with a tiny TCP manager (`pool_support`):
+//! The first part drives the pool with a tiny TCP manager (`util::pool`):
 //! the policy (FIFO, timeouts, cancellation, reset, lifetimes, leaks) needs
 //! a real connection that can really die, not PostgreSQL. The second runs
 //! the same promises against a real PostgreSQL server started by the test
 //! itself (`pg::cluster`), with `PgManager`. A model check at the end throws
 //! random interleavings of cancellations at the bookkeeping.
 
-mod pool_support;
+mod util;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use connlab::poller::Backend;
 use connlab::pool::{CloseReason, Config, Pool, PoolError, Stats, Validation};
 use connlab::reactor;
-use pool_support::{TcpManager, TestServer};
+use util::pool::{SilentServer, TcpManager, TestServer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -447,6 +447,107 @@ fn a_leak_is_reported_with_where_it_was_acquired() {
             "{backend:?}: {}",
             reports[0]
         );
+    });
+}
+
+/// Regression: the background task used to await each connect, ping and
+/// reset in turn, so one server that accepted and never answered stopped
+/// every other step (a leak report due at 1 s arrived at 9.1 s). Here a
+/// replenishing connect hangs on a silent server, and the leak report must
+/// still come within a few maintenance ticks of its threshold; the hung
+/// connect itself ends at the deadline (the acquire timeout) and frees its slot.
+#[test]
+fn a_hung_connect_does_not_delay_the_leak_report() {
+    const THRESHOLD: Duration = Duration::from_millis(300);
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let silent = SilentServer::start().expect("silent server");
+        let config = Config {
+            min_size: 2,
+            acquire_timeout: Duration::from_secs(1),
+            leak_threshold: Some(THRESHOLD),
+            ..quick(3)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        let leaked = pool.acquire().await.expect("acquire");
+        let acquired = Instant::now();
+        wait_for(&pool, Duration::from_secs(5), "min_size reached", |s| s.idle == 1).await;
+        let other = pool.acquire().await.expect("the idle one");
+
+        // From now on connects go to the silent server; dropping a
+        // connection below min_size starts a replenishing connect there.
+        pool.manager().point_at(silent.addr);
+        other.discard();
+        let report_at = loop {
+            if pool.stats().leaks == 1 {
+                break acquired.elapsed();
+            }
+            assert!(
+                acquired.elapsed() < Duration::from_secs(5),
+                "{backend:?}: no leak report"
+            );
+            reactor::sleep(ms(5)).await;
+        };
+        assert_eq!(
+            silent.accepted.get(),
+            1,
+            "{backend:?}: the connect reached the silent server"
+        );
+        assert_eq!(pool.stats().connect_errors, 0, "{backend:?}: and is still waiting");
+        assert!(
+            report_at < THRESHOLD + ms(250),
+            "{backend:?}: leak report after {report_at:?} for a {THRESHOLD:?} threshold"
+        );
+
+        wait_for(&pool, Duration::from_secs(3), "the hung connect to time out", |s| {
+            s.connect_errors >= 1
+        })
+        .await;
+        assert_eq!(leaked.id(), 1);
+        assert_books_balance(&pool.stats());
+    });
+}
+
+/// The same for a reset: a `ROLLBACK` the server never answers must not stop
+/// idle trimming, and is given up at the deadline, its connection closed.
+#[test]
+fn a_hung_reset_does_not_stop_idle_trimming_and_ends_at_the_deadline() {
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let config = Config {
+            acquire_timeout: Duration::from_secs(1),
+            idle_timeout: Some(ms(100)),
+            ..quick(3)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        let mut dirty = pool.acquire().await.expect("acquire");
+        let clean = pool.acquire().await.expect("acquire");
+        drop(clean);
+        server.mute.set(true);
+        dirty.dirty = true;
+        let returned = Instant::now();
+        drop(dirty); // queued for a reset the server will never answer
+
+        wait_for(&pool, Duration::from_secs(3), "the idle one trimmed", |s| {
+            s.closed.idle_timeout == 1
+        })
+        .await;
+        let trimmed_at = returned.elapsed();
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.active, stats.closed.reset_failed),
+            (1, 0),
+            "{backend:?}: reset still hanging"
+        );
+        assert!(trimmed_at < ms(600), "{backend:?}: trimmed after {trimmed_at:?}");
+
+        wait_for(&pool, Duration::from_secs(3), "the hung reset given up", |s| {
+            s.closed.reset_failed == 1
+        })
+        .await;
+        let stats = pool.stats();
+        assert_eq!(stats.size(), 0, "{backend:?}: {stats}");
+        assert_books_balance(&stats);
     });
 }
 

@@ -1,16 +1,15 @@
-//! Shared vocabulary for the reactor and net tests: which backends to run
-//! on, a seeded random generator, a checksum.
-
-#![allow(dead_code)] // each test binary uses a different subset
+//! Which backends and modes a reactor test runs on, and how to name one
+//! for a child process.
 
 use std::os::fd::AsRawFd;
 
 use connlab::poller::{Backend, Interest, Mode, Token};
 use connlab::reactor::Config;
 
-/// Every backend that works in this build. A backend whose `add` still
-/// reports `Unsupported` (a placeholder not yet written) is skipped with a
-/// note, so these tests run on it the moment it lands.
+/// Every backend that can watch an fd on this machine. All three can on
+/// any Linux; the probe is kept so that a backend the kernel refuses (a
+/// seccomp filter that forbids `epoll_create1`, say) is skipped with a
+/// note instead of failing every test.
 pub fn backends() -> Vec<Backend> {
     Backend::ALL
         .into_iter()
@@ -61,52 +60,4 @@ pub fn parse_config(text: &str) -> Config {
         other => panic!("unknown mode {other}"),
     };
     Config::new(backend.parse().expect("a backend name")).mode(mode)
-}
-
-/// xorshift64*: a tiny seeded generator, so a failing run can be replayed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-}
-
-/// FNV-1a over a byte stream, fed in pieces as they arrive.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Checksum(u64);
-
-impl Default for Checksum {
-    fn default() -> Checksum {
-        Checksum(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Checksum {
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }

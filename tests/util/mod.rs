@@ -1,0 +1,34 @@
+//! Test support for every integration test, in one place (mio keeps the
+//! same `tests/util`). A test file declares `mod util;` and uses the part
+//! it needs; what lives here:
+//!
+//! - the root: which poller backends and reactor modes a test runs on
+//!   ([`backends`], [`configs`]), and their names for a child process;
+//! - [`bytes`]: a seeded generator and a checksum, for payloads a failing
+//!   run can replay;
+//! - [`poller`]: the poller suite's assertion vocabulary (`expect_event`,
+//!   `expect_no_events`, `assert_would_block`) and the fd-table lock;
+//! - [`pool`]: a pool manager over plain loopback TCP, the tiny server it
+//!   talks to, and a server that accepts and then says nothing;
+//! - [`ss`]: run the real `ss -tanpe` and parse its lines, to check our
+//!   reports against the tool a reader trusts;
+//! - [`time_wait`]: a loopback server that lets the client close first, so
+//!   the client's end is the one left in TIME_WAIT.
+//!
+//! Fixtures that are data, not code (the recorded PostgreSQL transcript),
+//! are in `tests/fixtures`. Throwaway servers that are real engines
+//! (PostgreSQL) are started by the library's harness, not from here.
+
+// Each test binary compiles all of this and uses a different part.
+#![allow(dead_code)]
+
+pub mod backends;
+pub mod bytes;
+pub mod poller;
+pub mod pool;
+pub mod ss;
+pub mod time_wait;
+
+// The vocabulary most reactor tests start with, at the root: `util::configs()`.
+#[allow(unused_imports)] // not every binary uses it
+pub use backends::{backends, config_name, configs, parse_config};
