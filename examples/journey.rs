@@ -41,7 +41,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::inspect::{self, TcpState};
-use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::tap::{self, Direction, WireRecord};
 use connlab::pg::connection::{Connection, Endpoint};
@@ -50,6 +49,7 @@ use connlab::pool::pg::PgManager;
 use connlab::pool::{Config as PoolConfig, Pool, Validation};
 use connlab::reactor::{self, Direction as Ready, Registration};
 use connlab::sys::{self, addr::RawAddr, socket};
+use connlab::testbed::{self, Cluster};
 use connlab::trace;
 
 const USAGE: &str = "usage: journey [--backend epoll|poll|select] [--trace] [--bytes] [--url URL]";
@@ -143,10 +143,10 @@ fn main() -> ExitCode {
 }
 
 /// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// the rule every example follows, in `testbed::choose`. The cluster
 /// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
     println!("server: {chosen}");
     Ok((chosen.config, chosen.cluster))
 }

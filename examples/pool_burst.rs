@@ -40,12 +40,12 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config as PgConfig;
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, PoolError, Stats, Validation};
 use connlab::reactor;
+use connlab::testbed::{self, Cluster};
 
 const USAGE: &str = "usage: pool_burst [--requests N] [--max K] [--work-ms MS] [--url URL] \
                      [--backend epoll|poll|select] [--out DIR]";
@@ -95,10 +95,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// the rule every example follows, in `testbed::choose`. The cluster
 /// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
     println!("server: {chosen}");
     Ok((chosen.config, chosen.cluster))
 }

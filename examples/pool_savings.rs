@@ -39,13 +39,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::inspect;
-use connlab::pg::cluster::{self, Cluster, TRUST};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::{Connection, Endpoint};
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
 use connlab::reactor;
+use connlab::testbed::postgres::TRUST;
+use connlab::testbed::{self, Cluster};
 
 const USAGE: &str = "usage: pool_savings [--n N] [--url URL] [--backend epoll|poll|select]";
 
@@ -92,10 +93,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// the rule every example follows, in `testbed::choose`. The cluster
 /// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
     println!("server: {chosen}");
     Ok((chosen.config, chosen.cluster))
 }

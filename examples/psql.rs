@@ -26,10 +26,10 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::config::Config;
 use connlab::pg::connection::{Connection, Rows};
 use connlab::poller::Backend;
+use connlab::testbed::{self, Cluster};
 use connlab::{reactor, sys};
 
 const USAGE: &str = "usage: psql [--url URL] [--backend epoll|poll|select] \"SQL\"";
@@ -65,10 +65,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `pg::cluster::choose`. The cluster
+/// the rule every example follows, in `testbed::choose`. The cluster
 /// is returned so that it lives (and is removed) with `main`.
 fn choose_server(url: Option<String>) -> Result<(Config, Option<Cluster>), String> {
-    let chosen = cluster::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
+    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
     println!("server: {chosen}");
     Ok((chosen.config, chosen.cluster))
 }

@@ -145,7 +145,8 @@
 //! temp dir, a free port, SCRAM-SHA-256):
 //!
 //! ```
-//! use connlab::pg::{Cluster, Connection};
+//! use connlab::pg::Connection;
+//! use connlab::testbed::Cluster;
 //! use connlab::{poller::Backend, reactor};
 //!
 //! let cluster = Cluster::shared()?;
@@ -166,7 +167,7 @@
 //! puts it back; the next acquire pops the same one, with no syscall.
 //!
 //! ```
-//! use connlab::pg::Cluster;
+//! use connlab::testbed::Cluster;
 //! use connlab::pool::{pg::PgManager, Config, Pool};
 //! use connlab::{poller::Backend, reactor};
 //!

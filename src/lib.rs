@@ -20,6 +20,7 @@
 //! | [`inspect`] | from fd 7 to `/proc`, the inode, the 4-tuple, TCP state, `TCP_INFO` | `/proc/self/fd`, `/proc/net/tcp` |
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
+//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
@@ -39,4 +40,5 @@ pub mod poller;
 pub mod pool;
 pub mod reactor;
 pub mod sys;
+pub mod testbed;
 pub mod trace;

@@ -1,4 +1,4 @@
-//! The PostgreSQL client against a real, throwaway server (`pg::cluster`),
+//! The PostgreSQL client against a real, throwaway server (`testbed::postgres`),
 //! on every poller backend (select, poll, epoll).
 //!
 //! One server per test binary (`Cluster::shared`), started on first use and
@@ -12,12 +12,12 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::{self, Cluster};
 use connlab::pg::connection::types::{oid, ToSql, Value};
 use connlab::pg::connection::{Connection, Error};
 use connlab::pg::protocol::TransactionStatus;
 use connlab::poller::Backend;
 use connlab::reactor;
+use connlab::testbed::postgres::{self as cluster, Cluster};
 
 /// Every test body gets this long before it is declared hung.
 const HANG: Duration = Duration::from_secs(20);

@@ -431,6 +431,21 @@ proptest! {
     }
 
     #[test]
+    fn header_and_decode_agree_on_every_frame(bytes in proptest::collection::vec(any::<u8>(), 0..64), cap in 4usize..64) {
+        // The connection waits for what `header` says and the decoder frames with it too: the two
+        // must never disagree on whether a message is whole, nor on where it ends.
+        let decoder = Decoder::with_max_message_len(cap);
+        match (decoder.header(&bytes), decoder.decode(&bytes)) {
+            (Err(h), Err(d)) => prop_assert_eq!(h, d),
+            (Err(h), Ok(d)) => prop_assert!(false, "header refused ({h}) what decode took ({d:?})"),
+            (Ok(None), d) => prop_assert_eq!(d, Ok(None)),
+            (Ok(Some(h)), Ok(None)) => prop_assert!(bytes.len() < h.frame_len()),
+            (Ok(Some(h)), Ok(Some((_, used)))) => prop_assert_eq!(used, h.frame_len()),
+            (Ok(Some(h)), Err(_)) => prop_assert!(bytes.len() >= h.frame_len(), "a body error before the body arrived"),
+        }
+    }
+
+    #[test]
     fn random_bodies_under_every_tag_never_panic(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
         // Random tags mostly die at the tag check; this puts random bodies behind every real tag.
         let _ = Decoder::new().decode(&frame(tag, &body));
@@ -982,7 +997,7 @@ fn extended_session(port: u16, user: &str, password: &str) {
 #[test]
 #[ignore = "needs PostgreSQL; rewrites tests/fixtures/pg15_transcript.txt"]
 fn record_pg15_transcript() {
-    use connlab::pg::cluster::{Cluster, SCRAM};
+    use connlab::testbed::postgres::{Cluster, SCRAM};
     let cluster = Cluster::start().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy_port = listener.local_addr().unwrap().port();

@@ -4,7 +4,7 @@
 //! the policy (FIFO, timeouts, cancellation, reset, lifetimes, leaks) needs
 //! a real connection that can really die, not PostgreSQL. The second runs
 //! the same promises against a real PostgreSQL server started by the test
-//! itself (`pg::cluster`), with `PgManager`. A model check at the end throws
+//! itself (`testbed::postgres`), with `PgManager`. A model check at the end throws
 //! random interleavings of cancellations at the bookkeeping.
 
 mod util;
@@ -763,17 +763,17 @@ fn a_pool_outlives_its_first_reactor_and_its_background_task_restarts() {
 
 mod postgres {
     use super::*;
-    use connlab::pg::cluster::Cluster;
     use connlab::pg::connection::Connection;
     use connlab::pg::protocol::TransactionStatus;
     use connlab::pool::pg::PgManager;
+    use connlab::testbed::Cluster;
 
     fn manager_for(cluster: &Cluster) -> PgManager {
         PgManager::from_url(&cluster.url()).expect("the cluster's URL parses")
     }
 
     fn manager() -> PgManager {
-        manager_for(Cluster::shared().expect("a throwaway PostgreSQL (see pg::cluster for what it needs)"))
+        manager_for(Cluster::shared().expect("a throwaway PostgreSQL (see testbed::postgres for what it needs)"))
     }
 
     /// The first column of the first row, as an integer.

@@ -5,16 +5,15 @@
 //! - [`Connection`]: the protocol run over a `net` stream on the reactor
 //!   (module [`connection`]).
 //!
-//! Plus [`config`] (URLs and `PG*` variables) and [`cluster`] (a throwaway
-//! local server for tests and examples). `docs/client.md` follows one query
-//! through all of them.
+//! Plus [`config`] (URLs and `PG*` variables). The throwaway local server
+//! the tests and examples talk to is not part of the client: it lives in
+//! [`crate::testbed`]. `docs/client.md` follows one query through all of
+//! them.
 
 pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod protocol;
 
-pub use cluster::Cluster;
 pub use config::Config;
 pub use connection::Connection;

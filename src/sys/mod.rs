@@ -27,6 +27,7 @@
 //!   `shutdown(2)`, `read(2)`/`write(2)`, `getsockopt(2)`/`setsockopt(2)`.
 //! - `signal.rs`: `pthread_sigmask(2)`, `signalfd(2)` (Ctrl-C as a readable fd).
 //! - `info.rs`: `TCP_INFO`, buffer sizes, `ioctl(SIOCINQ/SIOCOUTQ)`, `fstat(2)`.
+//! - `user.rs`: `geteuid(2)`, `getpwnam_r(3)` (who to run a throwaway server as).
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("connlab teaches Linux's syscalls (epoll, accept4, TCP_INFO, /proc) and builds only on Linux.");
@@ -36,6 +37,7 @@ pub mod fd;
 pub mod info;
 pub mod signal;
 pub mod socket;
+pub mod user;
 
 use std::fmt;
 use std::io;

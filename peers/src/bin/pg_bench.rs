@@ -45,7 +45,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::{Cluster, DATABASE, SCRAM};
+use connlab::testbed::postgres::{Cluster, DATABASE, SCRAM};
 use connlab_peers::{fmt_rate, fmt_ratio, median, percentile, Shuffler, Table};
 
 /// The query every client runs.

@@ -40,7 +40,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use connlab::pg::cluster::{Cluster, TRUST};
+use connlab::testbed::postgres::{Cluster, TRUST};
 use connlab_peers::{fmt_rate, fmt_ratio, median, Shuffler, Table};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

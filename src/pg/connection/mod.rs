@@ -26,14 +26,13 @@
 //! connection ready for the next one, and a pipeline's later statements
 //! are reported as [`Error::Skipped`].
 //!
-//! Files: `types.rs` (Rust values ↔ text format), `rows.rs` (results),
-//! `error.rs` (the typed error).
+//! Files: `wire.rs` (the socket, its buffers and the framing), `types.rs`
+//! (Rust values ↔ text format), `rows.rs` (results), `error.rs` (the typed
+//! error), `tap.rs` (a record of the messages, for the examples).
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,23 +43,19 @@ use crate::pg::auth::{AuthStep, Authenticator};
 use crate::pg::config::{Config, Host};
 use crate::pg::protocol::backend::Message;
 use crate::pg::protocol::frontend::{self, Target};
-use crate::pg::protocol::{DbError, Decoder, Format, Oid, TransactionStatus, HEADER_SIZE, LENGTH_SIZE};
+use crate::pg::protocol::{DbError, Format, Oid, TransactionStatus};
 
 mod error;
 mod rows;
 pub mod tap;
 pub mod types;
+mod wire;
 
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
+use wire::{Wire, READ_BUFFER};
 
-/// The read buffer's starting size, like libpq's 16 KiB: most responses
-/// fit in one `read(2)`.
-const READ_BUFFER: usize = 16 * 1024;
-/// A read buffer grown past this for one big message shrinks back to
-/// [`READ_BUFFER`] once that message has been consumed.
-const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 /// Keep at most this many unread notices (and notifications): a chatty
 /// server must not grow our memory without bound.
 const MAX_QUEUED_NOTICES: usize = 64;
@@ -150,196 +145,6 @@ impl CancelToken {
     /// The backend this token cancels.
     pub fn process_id(&self) -> i32 {
         self.process_id
-    }
-}
-
-/// The socket and its buffers: bytes in and out, framing, nothing else.
-struct Wire {
-    stream: Stream,
-    /// Received bytes; `rbuf[rpos..rend]` are not yet consumed. The Vec's
-    /// length is its usable capacity, so `read(2)` writes straight into it.
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
-    decoder: Decoder,
-    /// Why the connection can no longer be used, once it cannot. A cell,
-    /// so that decoding (which lends out `&self`) can still record it.
-    broken: RefCell<Option<String>>,
-    /// The wire tap, when one is running (see [`tap`]).
-    tap: RefCell<Option<tap::Tap>>,
-    /// A request has been sent and its ReadyForQuery not yet read. If a
-    /// new request finds this set, the previous one's future was dropped
-    /// halfway (a `timeout` around a query, say): its answer is still on
-    /// the way, and reading it as the new request's would hand one caller
-    /// another's rows. So the connection is marked broken instead.
-    in_flight: Cell<bool>,
-}
-
-impl Wire {
-    fn new(stream: Stream) -> Wire {
-        Wire {
-            stream,
-            rbuf: vec![0; READ_BUFFER],
-            rpos: 0,
-            rend: 0,
-            decoder: Decoder::new(),
-            broken: RefCell::new(None),
-            tap: RefCell::new(None),
-            in_flight: Cell::new(false),
-        }
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        match &*self.broken.borrow() {
-            Some(why) => Err(Error::Closed(why.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn is_broken(&self) -> bool {
-        self.broken.borrow().is_some()
-    }
-
-    /// Start a request: refuse if the connection is broken, or if the last
-    /// request was abandoned before its ReadyForQuery (see `in_flight`).
-    /// The alternative, reading and discarding up to the old ReadyForQuery,
-    /// would make the new caller wait for the old query (a `pg_sleep(10)`
-    /// it never asked for); libpq and tokio-postgres also give up on such a
-    /// connection.
-    fn begin(&self) -> Result<(), Error> {
-        self.check()?;
-        if self.in_flight.get() {
-            let e = Error::Closed(
-                "a previous request on this connection was abandoned before its reply was read \
-                 (its future was dropped), so the connection is out of step with the server"
-                    .to_string(),
-            );
-            return Err(self.break_with(e));
-        }
-        Ok(())
-    }
-
-    /// Remember that the stream is unusable, and pass the error on.
-    fn break_with(&self, e: Error) -> Error {
-        self.broken.borrow_mut().get_or_insert_with(|| e.to_string());
-        e
-    }
-
-    /// Send `out` (then empty it) with as few `write(2)`s as the kernel allows.
-    async fn send(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        self.check()?;
-        if let Some(tap) = self.tap.borrow_mut().as_mut() {
-            tap.sent(out);
-        }
-        // Set before the write: a write abandoned halfway desynchronises too.
-        self.in_flight.set(true);
-        let sent = self.stream.write_all(out).await;
-        out.clear();
-        sent.map_err(|e| self.break_with(e.into()))
-    }
-
-    // ANCHOR: next_frame
-    /// Wait until one whole message is buffered, consume it and return
-    /// where it is in `rbuf`. Only the 5-byte header is read here (to know
-    /// how much to wait for); [`decode`](Self::decode) does the rest, once.
-    async fn next_frame(&mut self) -> Result<Range<usize>, Error> {
-        self.check()?;
-        loop {
-            let buffered = &self.rbuf[self.rpos..self.rend];
-            if let Some(header) = buffered.get(..HEADER_SIZE) {
-                let mut len = [0u8; LENGTH_SIZE];
-                len.copy_from_slice(&header[1..]);
-                let len = i32::from_be_bytes(len);
-                // A length the decoder will refuse (under 4, over its cap)
-                // must be refused now, before we wait for or make room for
-                // the bytes it promises.
-                let total = usize::try_from(len).ok().map(|len| 1 + len);
-                match total {
-                    Some(total) if len >= 4 && total - 1 <= self.decoder.max_message_len() => {
-                        if buffered.len() >= total {
-                            let frame = self.rpos..self.rpos + total;
-                            self.rpos += total;
-                            return Ok(frame);
-                        }
-                        self.make_room(total);
-                    }
-                    _ => {
-                        let e = match self.decoder.decode(buffered) {
-                            Err(e) => Error::Protocol(e),
-                            Ok(_) => Error::Unexpected(format!("message length {len}")),
-                        };
-                        return Err(self.break_with(e));
-                    }
-                }
-            } else {
-                self.make_room(HEADER_SIZE);
-            }
-            self.fill().await?;
-        }
-    }
-    // ANCHOR_END: next_frame
-
-    /// Ensure `rbuf` can hold a message of `total` bytes starting at `rpos`
-    /// and has space after `rend` to read into: move the unread bytes to
-    /// the front, and grow only for a message bigger than the buffer.
-    fn make_room(&mut self, total: usize) {
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-            // One huge result must not pin a huge buffer to a connection
-            // that then sits idle in a pool for hours.
-            if self.rbuf.len() > MAX_IDLE_READ_BUFFER && total <= READ_BUFFER {
-                self.rbuf.truncate(READ_BUFFER);
-                self.rbuf.shrink_to_fit();
-            }
-        }
-        if self.rpos + total.max(HEADER_SIZE) > self.rbuf.len() || self.rend == self.rbuf.len() {
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
-        }
-        if total > self.rbuf.len() {
-            // `total` was checked against the decoder's cap by the caller.
-            self.rbuf.resize(total, 0);
-        }
-    }
-
-    /// One `read(2)` (through the reactor: it waits for readability when
-    /// the kernel says EAGAIN). EOF here is always mid-conversation.
-    async fn fill(&mut self) -> Result<(), Error> {
-        match self.stream.read(&mut self.rbuf[self.rend..]).await {
-            Ok(0) => {
-                let e = Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection (EOF from read)",
-                ));
-                Err(self.break_with(e))
-            }
-            Ok(n) => {
-                self.rend += n;
-                Ok(())
-            }
-            Err(e) => Err(self.break_with(e.into())),
-        }
-    }
-
-    fn decode(&self, frame: Range<usize>) -> Result<Message<'_>, Error> {
-        let bytes = self.rbuf.get(frame).unwrap_or_default();
-        match self.decoder.decode(bytes) {
-            Ok(Some((msg, _))) => {
-                crate::narrate!("← {msg}");
-                if let Some(tap) = self.tap.borrow_mut().as_mut() {
-                    tap.received(&msg, bytes);
-                }
-                Ok(msg)
-            }
-            Ok(None) => {
-                // Unreachable if next_frame's framing agrees with the decoder's.
-                let e = Error::Unexpected("incomplete frame".to_string());
-                Err(self.break_with(e))
-            }
-            Err(e) => Err(self.break_with(e.into())),
-        }
     }
 }
 
@@ -490,6 +295,8 @@ impl Connection {
         }
         let startup = Instant::now();
         conn.startup(config).await?;
+        conn.authenticate(config).await?;
+        conn.read_parameters().await?;
         conn.session.timings = ConnectTimings {
             connect,
             startup: startup.elapsed(),
@@ -498,8 +305,9 @@ impl Connection {
     }
 
     // ANCHOR: startup
-    /// StartupMessage, then authentication until AuthenticationOk, then the
-    /// settings and backend key until the first ReadyForQuery.
+    /// The handshake's first phase: the StartupMessage says who we are and
+    /// which database we want. The server answers with an authentication
+    /// request (or an ErrorResponse, e.g. for an unknown database).
     async fn startup(&mut self, config: &Config) -> Result<(), Error> {
         let mut params = vec![
             ("user", config.user.as_str()),
@@ -512,8 +320,13 @@ impl Connection {
         }
         frontend::startup_message(&mut self.out, &params)?;
         crate::narrate!("→ StartupMessage {params:?}");
-        self.wire.send(&mut self.out).await?;
+        self.wire.send(&mut self.out).await
+    }
 
+    /// The second phase: answer each Authentication request until
+    /// AuthenticationOk. [`Authenticator`] decides every answer (and which
+    /// requests to refuse); this loop only carries messages back and forth.
+    async fn authenticate(&mut self, config: &Config) -> Result<(), Error> {
         let password = config.password.as_ref().map(|p| p.expose());
         let mut auth = Authenticator::new(&config.user, password);
         loop {
@@ -536,23 +349,27 @@ impl Connection {
                     self.wire.send(&mut self.out).await?;
                 }
                 AuthStep::Wait => {}
-                AuthStep::Done => break,
+                AuthStep::Done => return Ok(()),
             }
         }
+    }
 
-        let session = &mut self.session;
-        self.wire.check()?;
+    /// The third phase: after AuthenticationOk the server starts the
+    /// backend and reports its settings (ParameterStatus) and the key a
+    /// CancelRequest must quote (BackendKeyData), then the first
+    /// ReadyForQuery.
+    async fn read_parameters(&mut self) -> Result<(), Error> {
         loop {
             let frame = self.wire.next_frame().await?;
             let msg = self.wire.decode(frame)?;
-            match session.asynchronous(msg) {
+            match self.session.asynchronous(msg) {
                 None => {}
                 Some(Message::BackendKeyData { process_id, secret_key }) => {
-                    session.process_id = process_id;
-                    session.secret_key = secret_key;
+                    self.session.process_id = process_id;
+                    self.session.secret_key = secret_key;
                 }
                 Some(Message::ReadyForQuery(status)) => {
-                    session.status = status;
+                    self.session.status = status;
                     self.wire.in_flight.set(false);
                     return Ok(());
                 }

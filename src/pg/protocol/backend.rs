@@ -801,10 +801,15 @@ impl Decoder {
         self.max_message_len
     }
 
-    /// If `buf` starts with a whole message, return it and how many bytes it took (tag + length);
-    /// `Ok(None)` if more bytes must be read first. An `Err` means the stream is broken.
-    pub fn decode<'a>(&self, buf: &'a [u8]) -> Result<Option<(Message<'a>, usize)>, ProtocolError> {
-        // ANCHOR: decode_frame
+    // ANCHOR: header
+    /// Read the 5-byte header at the front of `buf`: `Ok(None)` until all five bytes are there, an
+    /// `Err` for a header no server sends. This is the one place the framing rule lives: the
+    /// connection asks it how much to wait for, and [`decode`](Self::decode) asks it too.
+    ///
+    /// Everything a header can be refused for is refused here, before a single body byte is awaited
+    /// or any room is made for one: a length under 4 (it counts itself), a length over the cap, and
+    /// a tag no backend message uses (garbage should fail now, not after a gigabyte of it).
+    pub fn header(&self, buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         let Some((&tag, rest)) = buf.split_first() else {
             return Ok(None);
         };
@@ -812,10 +817,11 @@ impl Decoder {
             return Ok(None);
         };
         let len = i32::from_be_bytes(*len_bytes);
-        if len < LENGTH_SIZE as i32 {
-            return Err(ProtocolError::LengthTooSmall { tag, len });
-        }
-        let len = len as usize;
+        // A negative length fails this too: `try_from` refuses it.
+        let len = match usize::try_from(len) {
+            Ok(len) if len >= LENGTH_SIZE => len,
+            _ => return Err(ProtocolError::LengthTooSmall { tag, len }),
+        };
         if len > self.max_message_len {
             return Err(ProtocolError::TooLong {
                 tag,
@@ -823,17 +829,70 @@ impl Decoder {
                 max: self.max_message_len,
             });
         }
-        // Check the tag before waiting for the body: garbage should fail now, not after we have
-        // read up to a gigabyte of it.
         if !is_known_tag(tag) {
             return Err(ProtocolError::UnknownTag(tag));
         }
-        let total = 1 + len;
-        let Some(body) = buf.get(HEADER_SIZE..total) else {
+        Ok(Some(Header { tag, len }))
+    }
+    // ANCHOR_END: header
+
+    /// If `buf` starts with a whole message, return it and how many bytes it took (tag + length);
+    /// `Ok(None)` if more bytes must be read first. An `Err` means the stream is broken.
+    pub fn decode<'a>(&self, buf: &'a [u8]) -> Result<Option<(Message<'a>, usize)>, ProtocolError> {
+        // ANCHOR: decode_frame
+        let Some(header) = self.header(buf)? else {
+            return Ok(None);
+        };
+        let Some(body) = buf.get(HEADER_SIZE..header.frame_len()) else {
             return Ok(None);
         };
         // ANCHOR_END: decode_frame
-        Ok(Some((parse_body(tag, body)?, total)))
+        Ok(Some((header.parse(body)?, header.frame_len())))
+    }
+}
+
+/// A checked message header: the tag and the length field (which counts itself but not the tag).
+///
+/// Only [`Decoder::header`] makes one, so holding a `Header` means its length passed the decoder's
+/// rules. The body is then exactly [`body_len`](Self::body_len) bytes, which the caller buffers in
+/// whatever way suits it and hands to [`Header::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    tag: u8,
+    len: usize,
+}
+
+impl Header {
+    /// The tag byte (`b'D'` for DataRow).
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
+    /// The length field: the body plus the four bytes of the field itself.
+    pub fn length(&self) -> usize {
+        self.len
+    }
+
+    /// The whole message on the wire, tag included: `1 + len`.
+    pub fn frame_len(&self) -> usize {
+        1 + self.len
+    }
+
+    /// The body's size: `len - 4`.
+    pub fn body_len(&self) -> usize {
+        self.len - LENGTH_SIZE
+    }
+
+    /// Decode the body that follows this header, checking every field.
+    pub fn parse<'a>(&self, body: &'a [u8]) -> Result<Message<'a>, ProtocolError> {
+        if body.len() != self.body_len() {
+            return Err(ProtocolError::Invalid {
+                message: message_name(self.tag),
+                what: "a body whose size differs from its header's length",
+                value: i64::try_from(body.len()).ok(),
+            });
+        }
+        parse_body(self.tag, body)
     }
 }
 
@@ -1098,6 +1157,36 @@ mod tests {
             d.decode(&whole).unwrap(),
             Some((Message::ReadyForQuery(TransactionStatus::Idle), whole.len()))
         );
+    }
+
+    #[test]
+    fn header_is_known_from_five_bytes_and_refused_before_the_body() {
+        let whole = frame(COMMAND_COMPLETE, b"SELECT 1\0");
+        let d = Decoder::new();
+        for cut in 0..HEADER_SIZE {
+            assert_eq!(d.header(&whole[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let header = d.header(&whole[..HEADER_SIZE]).unwrap().unwrap();
+        assert_eq!(
+            (header.tag(), header.length(), header.frame_len()),
+            (b'C', 13, whole.len())
+        );
+        assert_eq!(
+            header.parse(&whole[HEADER_SIZE..]).unwrap(),
+            Message::CommandComplete { tag: "SELECT 1" }
+        );
+        // A header promising more than the cap is refused with no body at all.
+        let small = Decoder::with_max_message_len(8);
+        assert!(matches!(
+            small.header(&whole[..HEADER_SIZE]).unwrap_err(),
+            ProtocolError::TooLong { len: 13, max: 8, .. }
+        ));
+        assert_eq!(
+            d.header(b"D\xff\xff\xff\xff").unwrap_err(),
+            ProtocolError::LengthTooSmall { tag: b'D', len: -1 }
+        );
+        // A body of the wrong size for its header is an error, not a panic.
+        assert!(header.parse(b"SELECT 1").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `pg::cluster`: a throwaway PostgreSQL server for tests and examples.
+//! `testbed::postgres`: a throwaway PostgreSQL server for tests and examples.
 //!
 //! [`Cluster::start`] does what a DBA does by hand, in well under two
 //! seconds on loopback:
@@ -14,14 +14,9 @@
 //!    `users` table (`(42, 'Alice')` among 1000 rows);
 //! 5. on drop, stop the server and remove the directory.
 //!
-//! A *watchdog* makes step 5 hold even when a test panics or the process is
-//! killed: a tiny `sh` whose stdin is a pipe from us. We tell it, one line
-//! at a time, which child is running (`wait PID` for `initdb`, `server PID`
-//! for `postgres`). When our process ends for any reason the kernel closes
-//! our end of the pipe, `read` returns end-of-file, and the watchdog waits
-//! for `initdb`, stops the server (`SIGQUIT`, an immediate shutdown) and
-//! removes the directory. (The alternative, an `atexit` hook, runs neither
-//! on `SIGKILL` nor for a static `OnceLock` that is never dropped.)
+//! The [`Watchdog`] makes step 5 hold even when a
+//! test panics or the process is killed: it waits for `initdb`, stops the
+//! server with `SIGQUIT` (an immediate shutdown) and removes the directory.
 //!
 //! Durability is switched off (`fsync=off`, `synchronous_commit=off`,
 //! `full_page_writes=off`): this data lives for seconds and must never be
@@ -34,15 +29,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::process::{self, Watchdog};
+use crate::sys::user::Account;
 
 /// One login the cluster creates, and the `pg_hba.conf` method that guards it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,8 +94,6 @@ pub const DATABASE: &str = "postgres";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often to look at `postmaster.pid` while waiting.
 const READY_POLL: Duration = Duration::from_millis(5);
-/// How many times to try a fresh port when another process grabs ours.
-const PORT_ATTEMPTS: usize = 5;
 /// `postmaster.pid` line 8 (1-based) holds the server's status; `ready`
 /// means it accepts connections. This is what `pg_ctl -w` polls too.
 const PM_STATUS_LINE: usize = 7;
@@ -126,7 +118,7 @@ pub struct Cluster {
     /// The temp dir: `data/`, the Unix socket, `server.log`.
     root: PathBuf,
     port: u16,
-    run_as: Option<UnixUser>,
+    run_as: Option<Account>,
     /// `None` once stopped.
     running: Mutex<Option<Running>>,
 }
@@ -164,14 +156,14 @@ impl Cluster {
     /// Create and start a new cluster of our own.
     pub fn start() -> io::Result<Cluster> {
         let bin = find_bin_dir()?;
-        let run_as = unprivileged_user()?;
-        let root = temp_dir_path();
+        let run_as = process::unprivileged_user(&["postgres", "nobody"])?;
+        let root = process::temp_dir_path("pg");
         // The watchdog comes before the directory exists, so that a kill at
         // any later moment leaves nothing behind.
         let mut watchdog = Watchdog::spawn(&root, run_as)?;
-        let init = make_temp_dir(&root, run_as)
+        let init = process::make_temp_dir(&root, run_as)
             .and_then(|()| init_data_dir(&bin, &root, run_as, &mut watchdog))
-            .and_then(|()| start_on_free_port(&bin, &root, run_as, &mut watchdog));
+            .and_then(|()| process::on_free_port(|port| start_server(&bin, &root, port, run_as, &mut watchdog)));
         let (server, port) = match init {
             Ok(started) => started,
             Err(e) => {
@@ -307,7 +299,7 @@ impl Cluster {
     }
 
     fn command(&self, program: &str) -> Command {
-        command(&self.bin, program, self.run_as)
+        process::command(&self.bin.join(program), self.run_as)
     }
 
     /// Create the non-default logins and the `users` table, with `psql` as
@@ -373,114 +365,6 @@ impl Drop for Cluster {
     }
 }
 
-/// A system account to run the server as.
-#[derive(Clone, Copy, Debug)]
-struct UnixUser {
-    uid: u32,
-    gid: u32,
-}
-
-/// `None` when we are not root (the server runs as us); otherwise the
-/// `postgres` account if it exists, else `nobody`.
-fn unprivileged_user() -> io::Result<Option<UnixUser>> {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's effective uid: `geteuid(2)`
-    // without an `unsafe` block outside `sys`.
-    if fs::metadata("/proc/self")?.uid() != 0 {
-        return Ok(None);
-    }
-    let passwd = fs::read_to_string("/etc/passwd")?;
-    for name in ["postgres", "nobody"] {
-        if let Some(user) = passwd_entry(&passwd, name) {
-            return Ok(Some(user));
-        }
-    }
-    Err(io::Error::other(
-        "running as root, and initdb refuses root; no `postgres` or `nobody` account in /etc/passwd to run it as",
-    ))
-}
-
-/// Look a name up in `/etc/passwd` (`name:x:uid:gid:gecos:home:shell`).
-/// Simplification: accounts that only NSS knows (LDAP, sssd) are not seen;
-/// `getpwnam(3)` would see them.
-fn passwd_entry(passwd: &str, name: &str) -> Option<UnixUser> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some(UnixUser { uid, gid })
-    })
-}
-
-/// Where an example's server came from (see [`choose`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A URL the user gave (`--url` or `DATABASE_URL`).
-    Url,
-    /// The libpq-style `PG*` environment variables.
-    Environment,
-    /// A throwaway [`Cluster`] started for this run.
-    Throwaway,
-}
-
-/// A server to talk to, and the cluster to keep alive while talking to it.
-pub struct Chosen {
-    /// How to connect.
-    pub config: crate::pg::Config,
-    /// Where `config` came from.
-    pub source: Source,
-    /// The throwaway cluster, when one was started: keep it alive for as
-    /// long as the server is needed; dropping it stops and removes it.
-    pub cluster: Option<Cluster>,
-}
-
-impl fmt::Display for Chosen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.source, &self.cluster) {
-            (Source::Throwaway, Some(c)) => write!(
-                f,
-                "a throwaway PostgreSQL on 127.0.0.1:{} (started for this run, removed on exit)",
-                c.port()
-            ),
-            (Source::Environment, _) => f.write_str("the server named by the PG* environment variables"),
-            _ => f.write_str("the server named by --url / DATABASE_URL"),
-        }
-    }
-}
-
-/// The rule every example that needs PostgreSQL follows (DESIGN.md, "the
-/// embedded default"): `url` (the example's `--url`), else `DATABASE_URL`,
-/// else the `PG*` variables if any is set, else a throwaway [`Cluster`]
-/// started now, so that a fresh machine needs no setup.
-pub fn choose(url: Option<String>) -> io::Result<Chosen> {
-    if let Some(url) = url.or_else(|| std::env::var("DATABASE_URL").ok()) {
-        let config = crate::pg::Config::from_url(&url)?;
-        return Ok(Chosen {
-            config,
-            source: Source::Url,
-            cluster: None,
-        });
-    }
-    const PG_VARS: [&str; 5] = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"];
-    if PG_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
-        return Ok(Chosen {
-            config: crate::pg::Config::from_env()?,
-            source: Source::Environment,
-            cluster: None,
-        });
-    }
-    let cluster = Cluster::start()?;
-    Ok(Chosen {
-        config: crate::pg::Config::from_url(&cluster.url())?,
-        source: Source::Throwaway,
-        cluster: Some(cluster),
-    })
-}
-
 /// Where are `initdb`, `postgres` and `pg_ctl`? `$PG_BIN`, then `$PATH`
 /// (following symlinks, so `/usr/local/bin/initdb -> …/15/bin/initdb` finds
 /// the real directory with its siblings), then the highest
@@ -535,52 +419,12 @@ fn missing_binaries(what: &str) -> io::Error {
     )
 }
 
-/// `/tmp/connlab-pg-PID-N`. The Unix socket lives there, so the path must
-/// stay short (`sun_path` holds 108 bytes).
-fn temp_dir_path() -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("connlab-pg-{}-{n}", std::process::id()))
-}
-
-/// Create the temp dir, mode 0700, owned by the server's account.
-fn make_temp_dir(root: &Path, run_as: Option<UnixUser>) -> io::Result<()> {
-    // A leftover from a crashed run with a recycled pid: it is ours to remove.
-    if root.exists() {
-        fs::remove_dir_all(root)?;
-    }
-    fs::create_dir(root).map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", root.display())))?;
-    fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
-    give_to(root, run_as)
-}
-
-fn give_to(path: &Path, run_as: Option<UnixUser>) -> io::Result<()> {
-    match run_as {
-        Some(user) => std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
-            .map_err(|e| io::Error::new(e.kind(), format!("chown {}: {e}", path.display()))),
-        None => Ok(()),
-    }
-}
-
-/// A command from the server's bin dir, run as the server's account and in
-/// its own process group, so a Ctrl-C aimed at us does not reach it (the
-/// watchdog, not the terminal, decides when it stops).
-fn command(bin: &Path, program: &str, run_as: Option<UnixUser>) -> Command {
-    let mut cmd = Command::new(bin.join(program));
-    cmd.process_group(0);
-    if let Some(user) = run_as {
-        cmd.uid(user.uid).gid(user.gid);
-    }
-    cmd
-}
-
 /// `initdb` with the SCRAM superuser, then our own `pg_hba.conf`.
-fn init_data_dir(bin: &Path, root: &Path, run_as: Option<UnixUser>, watchdog: &mut Watchdog) -> io::Result<()> {
+fn init_data_dir(bin: &Path, root: &Path, run_as: Option<Account>, watchdog: &mut Watchdog) -> io::Result<()> {
     let pwfile = root.join("pwfile");
-    fs::write(&pwfile, SCRAM.password.unwrap_or_default())?;
-    give_to(&pwfile, run_as)?;
+    process::write_for(&pwfile, SCRAM.password.unwrap_or_default(), run_as)?;
     let data = root.join("data");
-    let initdb = command(bin, "initdb", run_as)
+    let initdb = process::command(&bin.join("initdb"), run_as)
         .arg("-D")
         .arg(&data)
         .args([
@@ -601,7 +445,7 @@ fn init_data_dir(bin: &Path, root: &Path, run_as: Option<UnixUser>, watchdog: &m
         .map_err(|e| io::Error::new(e.kind(), format!("running {}: {e}", bin.join("initdb").display())))?;
     // If we die now, initdb carries on (and would recreate the directory
     // the watchdog just removed): the watchdog must wait for it first.
-    watchdog.watch("wait", initdb.id())?;
+    watchdog.wait_for(initdb.id())?;
     let output = initdb.wait_with_output()?;
     fs::remove_file(&pwfile)?;
     if !output.status.success() {
@@ -613,7 +457,7 @@ fn init_data_dir(bin: &Path, root: &Path, run_as: Option<UnixUser>, watchdog: &m
     }
     // Overwrite initdb's file (keeping its owner): first match wins, so the
     // per-login lines come before the catch-all SCRAM lines.
-    let mut hba = String::from("# TYPE  DATABASE  USER  ADDRESS  METHOD  (written by connlab's pg::cluster)\n");
+    let mut hba = String::from("# TYPE  DATABASE  USER  ADDRESS  METHOD  (written by connlab's testbed::postgres)\n");
     for login in [MD5, CLEARTEXT, TRUST] {
         hba.push_str(&format!("local all {} {}\n", login.user, login.method));
         hba.push_str(&format!("host  all {} 127.0.0.1/32 {}\n", login.user, login.method));
@@ -622,47 +466,19 @@ fn init_data_dir(bin: &Path, root: &Path, run_as: Option<UnixUser>, watchdog: &m
     fs::write(data.join("pg_hba.conf"), hba)
 }
 
-/// Ask the kernel for a free port: bind port 0, read the port back, close.
-/// The port is free *now*; the caller retries if someone takes it before
-/// the server binds it.
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
-/// Start the server on a port the kernel says is free. Between our probe
-/// and the server's `bind` another process may take that port: then try
-/// another, a few times.
-fn start_on_free_port(
-    bin: &Path,
-    root: &Path,
-    run_as: Option<UnixUser>,
-    watchdog: &mut Watchdog,
-) -> io::Result<(Child, u16)> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let port = free_port()?;
-        match start_server(bin, root, port, run_as, watchdog) {
-            Ok(child) => return Ok((child, port)),
-            Err(e) if attempt < PORT_ATTEMPTS && e.kind() == io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Start `postgres` and wait until `postmaster.pid` says `ready`.
 fn start_server(
     bin: &Path,
     root: &Path,
     port: u16,
-    run_as: Option<UnixUser>,
+    run_as: Option<Account>,
     watchdog: &mut Watchdog,
 ) -> io::Result<Child> {
     let log_path = root.join("server.log");
     let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-    give_to(&log_path, run_as)?;
+    process::give_to(&log_path, run_as)?;
     let data = root.join("data");
-    let mut cmd = command(bin, "postgres", run_as);
+    let mut cmd = process::command(&bin.join("postgres"), run_as);
     cmd.arg("-D")
         .arg(&data)
         .arg("-p")
@@ -681,132 +497,21 @@ fn start_server(
         .stderr(log)
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("running {}: {e}", bin.join("postgres").display())))?;
-    watchdog.watch("server", child.id())?;
-
+    // SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint for data
+    // that is thrown away anyway.
+    watchdog.server(child.id(), "QUIT")?;
     let pid_file = data.join("postmaster.pid");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let log = tail(&log_path);
-            let kind = if log.contains("could not bind") || log.contains("already in use") {
-                io::ErrorKind::AddrInUse
-            } else {
-                io::ErrorKind::Other
-            };
-            return Err(io::Error::new(
-                kind,
-                format!("postgres exited ({status}) during startup:\n{log}"),
-            ));
-        }
-        if let Ok(contents) = fs::read_to_string(&pid_file) {
-            if contents.lines().nth(PM_STATUS_LINE).map(str::trim) == Some(PM_STATUS_READY) {
-                return Ok(child);
-            }
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            // Ignored: we are already reporting the more useful failure.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("postgres not ready after {READY_TIMEOUT:?}:\n{}", tail(&log_path)),
-            ));
-        }
-        std::thread::sleep(READY_POLL);
-    }
-}
-
-/// The last lines of the server log, for error messages.
-fn tail(path: &Path) -> String {
-    const TAIL_BYTES: usize = 2000;
-    let mut text = String::new();
-    if let Ok(mut file) = fs::File::open(path) {
-        // A log we cannot read just means a shorter error message.
-        let _ = file.read_to_string(&mut text);
-    }
-    let cut = text.len().saturating_sub(TAIL_BYTES);
-    let cut = (cut..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[cut..].to_string()
-}
-
-/// The cleanup watchdog (see the module docs): `sh` reading lines from a
-/// pipe whose other end only we hold.
-struct Watchdog {
-    child: Child,
-    pipe: ChildStdin,
-}
-
-impl Watchdog {
-    // ANCHOR: watchdog
-    /// `$1` is the directory. `kill -0` only asks "does it exist?"; the
-    /// waits are bounded (100 × 50 ms) because an exited child of a
-    /// dead parent may linger as a zombie if PID 1 does not reap it.
-    const SCRIPT: &'static str = r#"
-        while read -r what pid; do
-            case "$what" in wait) w="$pid" ;; server) s="$pid" ;; esac
-        done
-        gone() { n=0; while kill -0 "$1" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done; }
-        [ -n "$w" ] && gone "$w"
-        [ -n "$s" ] && kill -QUIT "$s" 2>/dev/null && gone "$s"
-        rm -rf "$1"
-    "#;
-    // ANCHOR_END: watchdog
-
-    fn spawn(root: &Path, run_as: Option<UnixUser>) -> io::Result<Watchdog> {
-        let mut cmd = Command::new("sh");
-        cmd.process_group(0);
-        if let Some(user) = run_as {
-            cmd.uid(user.uid).gid(user.gid);
-        }
-        let mut child = cmd
-            .args(["-c", Self::SCRIPT, "connlab-pg-watchdog"])
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting the cleanup watchdog (sh): {e}")))?;
-        // std opens the pipe with O_CLOEXEC, so no other child inherits our
-        // end: when we die, the watchdog sees EOF.
-        let pipe = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("watchdog has no stdin pipe"))?;
-        Ok(Watchdog { child, pipe })
-    }
-
-    /// Tell the watchdog about a child: `wait PID` or `server PID`.
-    fn watch(&mut self, what: &str, pid: u32) -> io::Result<()> {
-        writeln!(self.pipe, "{what} {pid}").map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("telling the cleanup watchdog about {what} {pid}: {e}"),
-            )
-        })
-    }
-
-    /// Send it away without letting it act: we are cleaning up ourselves.
-    fn dismiss(mut self) {
-        // Ignored: it may already be gone, which is all we want.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let ready = || {
+        fs::read_to_string(&pid_file)
+            .is_ok_and(|contents| contents.lines().nth(PM_STATUS_LINE).map(str::trim) == Some(PM_STATUS_READY))
+    };
+    process::wait_until_ready("postgres", &mut child, &log_path, READY_TIMEOUT, READY_POLL, ready)?;
+    Ok(child)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwd_lookup_reads_uid_and_gid_and_ignores_garbage() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nbroken\npostgres:x:101:104:PG:/var/lib/postgresql:/bin/bash\n";
-        let pg = passwd_entry(passwd, "postgres").map(|u| (u.uid, u.gid));
-        assert_eq!(pg, Some((101, 104)));
-        assert!(passwd_entry(passwd, "broken").is_none());
-        assert!(passwd_entry(passwd, "nobody").is_none());
-    }
 
     #[test]
     fn login_debug_hides_the_password() {

@@ -1,0 +1,212 @@
+//! The socket and its buffers: bytes in and out, cut into whole messages.
+//!
+//! This file is the connection's transport, and nothing else: it knows
+//! where a message starts and ends, but not what a message *means* (that is
+//! the session, in `mod.rs`). The split follows mini-redis's
+//! `connection.rs`: one type owns the read buffer and the framing, so the
+//! protocol code above it only ever sees whole messages.
+//!
+//! The framing rule itself (a tag, an `Int32` length that counts itself,
+//! refused if under 4 or over a cap) is not repeated here: the decoder owns
+//! it, in [`Decoder::header`], and `Wire` asks it how many bytes to wait for.
+//!
+//! Reading, in `read(2)`-sized pieces:
+//!
+//! ```text
+//! rbuf: [ consumed | one message ... | the next, partly read | free      ]
+//!                  ^rpos                                     ^rend       ^len
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
+
+use crate::net::Stream;
+use crate::pg::protocol::backend::{Header, Message};
+use crate::pg::protocol::{Decoder, HEADER_SIZE};
+
+use super::{tap, Error};
+
+/// The read buffer's starting size, like libpq's 16 KiB: most responses
+/// fit in one `read(2)`.
+pub(super) const READ_BUFFER: usize = 16 * 1024;
+/// A read buffer grown past this for one big message shrinks back to
+/// [`READ_BUFFER`] once that message has been consumed.
+const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
+
+/// One whole message in the read buffer: its checked header, and where its
+/// bytes (header included) sit in `rbuf`.
+pub(super) struct Frame {
+    header: Header,
+    bytes: Range<usize>,
+}
+
+/// The socket and its buffers: bytes in and out, framing, nothing else.
+pub(super) struct Wire {
+    pub(super) stream: Stream,
+    /// Received bytes; `rbuf[rpos..rend]` are not yet consumed. The Vec's
+    /// length is its usable capacity, so `read(2)` writes straight into it.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    decoder: Decoder,
+    /// Why the connection can no longer be used, once it cannot. A cell,
+    /// so that decoding (which lends out `&self`) can still record it.
+    pub(super) broken: RefCell<Option<String>>,
+    /// The wire tap, when one is running (see [`tap`]).
+    pub(super) tap: RefCell<Option<tap::Tap>>,
+    /// A request has been sent and its ReadyForQuery not yet read. If a
+    /// new request finds this set, the previous one's future was dropped
+    /// halfway (a `timeout` around a query, say): its answer is still on
+    /// the way, and reading it as the new request's would hand one caller
+    /// another's rows. So the connection is marked broken instead.
+    pub(super) in_flight: Cell<bool>,
+}
+
+impl Wire {
+    pub(super) fn new(stream: Stream) -> Wire {
+        Wire {
+            stream,
+            rbuf: vec![0; READ_BUFFER],
+            rpos: 0,
+            rend: 0,
+            decoder: Decoder::new(),
+            broken: RefCell::new(None),
+            tap: RefCell::new(None),
+            in_flight: Cell::new(false),
+        }
+    }
+
+    pub(super) fn check(&self) -> Result<(), Error> {
+        match &*self.broken.borrow() {
+            Some(why) => Err(Error::Closed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken.borrow().is_some()
+    }
+
+    /// Start a request: refuse if the connection is broken, or if the last
+    /// request was abandoned before its ReadyForQuery (see `in_flight`).
+    /// The alternative, reading and discarding up to the old ReadyForQuery,
+    /// would make the new caller wait for the old query (a `pg_sleep(10)`
+    /// it never asked for); libpq and tokio-postgres also give up on such a
+    /// connection.
+    pub(super) fn begin(&self) -> Result<(), Error> {
+        self.check()?;
+        if self.in_flight.get() {
+            let e = Error::Closed(
+                "a previous request on this connection was abandoned before its reply was read \
+                 (its future was dropped), so the connection is out of step with the server"
+                    .to_string(),
+            );
+            return Err(self.break_with(e));
+        }
+        Ok(())
+    }
+
+    /// Remember that the stream is unusable, and pass the error on.
+    pub(super) fn break_with(&self, e: Error) -> Error {
+        self.broken.borrow_mut().get_or_insert_with(|| e.to_string());
+        e
+    }
+
+    /// Send `out` (then empty it) with as few `write(2)`s as the kernel allows.
+    pub(super) async fn send(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.check()?;
+        if let Some(tap) = self.tap.borrow_mut().as_mut() {
+            tap.sent(out);
+        }
+        // Set before the write: a write abandoned halfway desynchronises too.
+        self.in_flight.set(true);
+        let sent = self.stream.write_all(out).await;
+        out.clear();
+        sent.map_err(|e| self.break_with(e.into()))
+    }
+
+    // ANCHOR: next_frame
+    /// Wait until one whole message is buffered, consume it and return
+    /// where it is. The decoder reads the 5-byte header and says how many
+    /// bytes the message needs (or that the header is one no server sends,
+    /// before we wait for or make room for the bytes it promises);
+    /// [`decode`](Self::decode) parses the body, once.
+    pub(super) async fn next_frame(&mut self) -> Result<Frame, Error> {
+        self.check()?;
+        loop {
+            let buffered = &self.rbuf[self.rpos..self.rend];
+            match self.decoder.header(buffered) {
+                Err(e) => return Err(self.break_with(e.into())),
+                Ok(None) => self.make_room(HEADER_SIZE),
+                Ok(Some(header)) if buffered.len() >= header.frame_len() => {
+                    let bytes = self.rpos..self.rpos + header.frame_len();
+                    self.rpos = bytes.end;
+                    return Ok(Frame { header, bytes });
+                }
+                Ok(Some(header)) => self.make_room(header.frame_len()),
+            }
+            self.fill().await?;
+        }
+    }
+    // ANCHOR_END: next_frame
+
+    /// Ensure `rbuf` can hold a message of `total` bytes starting at `rpos`
+    /// and has space after `rend` to read into: move the unread bytes to
+    /// the front, and grow only for a message bigger than the buffer.
+    fn make_room(&mut self, total: usize) {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+            // One huge result must not pin a huge buffer to a connection
+            // that then sits idle in a pool for hours.
+            if self.rbuf.len() > MAX_IDLE_READ_BUFFER && total <= READ_BUFFER {
+                self.rbuf.truncate(READ_BUFFER);
+                self.rbuf.shrink_to_fit();
+            }
+        }
+        if self.rpos + total.max(HEADER_SIZE) > self.rbuf.len() || self.rend == self.rbuf.len() {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+        }
+        if total > self.rbuf.len() {
+            // `total` passed the decoder's cap in `Decoder::header`.
+            self.rbuf.resize(total, 0);
+        }
+    }
+
+    /// One `read(2)` (through the reactor: it waits for readability when
+    /// the kernel says EAGAIN). EOF here is always mid-conversation.
+    async fn fill(&mut self) -> Result<(), Error> {
+        match self.stream.read(&mut self.rbuf[self.rend..]).await {
+            Ok(0) => {
+                let e = Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection (EOF from read)",
+                ));
+                Err(self.break_with(e))
+            }
+            Ok(n) => {
+                self.rend += n;
+                Ok(())
+            }
+            Err(e) => Err(self.break_with(e.into())),
+        }
+    }
+
+    /// Parse a frame from [`next_frame`](Self::next_frame) into a message
+    /// that borrows from the read buffer (until the next `next_frame`).
+    pub(super) fn decode(&self, frame: Frame) -> Result<Message<'_>, Error> {
+        let bytes = &self.rbuf[frame.bytes];
+        match frame.header.parse(&bytes[HEADER_SIZE..]) {
+            Ok(msg) => {
+                crate::narrate!("← {msg}");
+                if let Some(tap) = self.tap.borrow_mut().as_mut() {
+                    tap.received(&msg, bytes);
+                }
+                Ok(msg)
+            }
+            Err(e) => Err(self.break_with(e.into())),
+        }
+    }
+}
