@@ -48,12 +48,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use connlab::inspect;
-use connlab::pg::cluster::Cluster;
 use connlab::pg::connection::Connection;
 use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, PoolError};
 use connlab::reactor;
+use connlab::testbed::Cluster;
 
 const TASKS: usize = 8;
 const POOL_SIZE: usize = 4;
