@@ -13,10 +13,11 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connlab::inspect::{self, Family, FdKind, ProcRow, SocketReport, TcpState};
 use connlab::sys::addr::{getpeername, getsockname, Addr};
+use util::eventually;
 use util::ss::{find_ss, parse_ss_line, ss_tanpe};
 use util::time_wait::{exchange, ClientClosesFirst};
 
@@ -29,14 +30,7 @@ fn socket_of(fd: RawFd) -> SocketReport {
 
 /// Poll `inspect::fd` until the socket reaches `state` (bounded).
 fn wait_for_state(fd: RawFd, state: TcpState) -> SocketReport {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let report = socket_of(fd);
-        if report.tcp_state == Some(state) || Instant::now() > deadline {
-            return report;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(SETTLE, || socket_of(fd), |r| r.tcp_state == Some(state))
 }
 
 /// A connected pair through `listener`: (client, accepted).
@@ -124,18 +118,11 @@ fn every_socket_agrees_with_ss_on_four_tuple_and_state() {
     // by its whole 4-tuple. (Not by the local address alone: a source port is
     // unique only per destination, and other tests' TIME_WAIT sockets may
     // share ours toward other ports. This test once failed exactly so.)
-    let deadline = Instant::now() + SETTLE;
-    let tw_row = loop {
+    let find = || {
         let table = inspect::tcp_table().unwrap();
-        let row = table
-            .rows
-            .into_iter()
-            .find(|r| (r.local, r.remote) == time_wait_tuple && r.state == TcpState::TimeWait);
-        if row.is_some() || Instant::now() > deadline {
-            break row.expect("the closed client's 4-tuple is in TIME_WAIT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        (table.rows.into_iter()).find(|r| (r.local, r.remote) == time_wait_tuple && r.state == TcpState::TimeWait)
     };
+    let tw_row = eventually(SETTLE, find, Option::is_some).expect("the closed client's 4-tuple is in TIME_WAIT");
     assert_eq!(tw_row.remote.port(), port);
     assert_eq!(tw_row.inode, 0, "a TIME_WAIT socket has no inode: no fd points at it");
 
@@ -213,14 +200,7 @@ fn connected_socket_reports_queued_bytes_and_tcp_info() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (mut client, server) = pair(&listener);
     client.write_all(&[7u8; 1000]).unwrap();
-    let deadline = Instant::now() + SETTLE;
-    let report = loop {
-        let r = socket_of(server.as_raw_fd());
-        if r.unread == Some(1000) || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let report = eventually(SETTLE, || socket_of(server.as_raw_fd()), |r| r.unread == Some(1000));
     assert_eq!(report.unread, Some(1000), "SIOCINQ counts bytes we have not read");
     let info = report.tcp_info.expect("TCP_INFO on a TCP socket");
     assert_eq!(info.bytes_received(), Some(1000));
@@ -309,14 +289,7 @@ fn time_wait_toward(addr: SocketAddr) -> usize {
 
 /// Poll until `count()` reaches `target` (the last ACKs are in flight), bounded.
 fn settle(target: usize, count: impl Fn() -> usize) -> usize {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let now = count();
-        if now >= target || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(SETTLE, count, |&n| n >= target)
 }
 
 #[test]
@@ -332,7 +305,7 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         ours.insert(stream.local_addr().unwrap());
     }
     assert_eq!(ours.len(), N, "each connection had its own ephemeral port");
-    server.await_closes(N, SETTLE).unwrap();
+    assert_eq!(settle(N, || server.closes()), N, "the server saw every close");
     let after = settle(before + N, || time_wait_toward(server.addr));
     let in_time_wait = inspect::tcp_table()
         .unwrap()
@@ -365,7 +338,7 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         "N requests on one open connection leave no TIME_WAIT"
     );
     drop(reused);
-    server.await_closes(1, SETTLE).unwrap();
+    assert_eq!(settle(N + 1, || server.closes()), N + 1, "the server saw the close");
     let after_close = settle(before + 1, || time_wait_toward(server.addr));
     assert_eq!(after_close, before + 1, "closing it leaves exactly one");
 

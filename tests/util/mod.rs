@@ -4,6 +4,7 @@
 //!
 //! - the root: which poller backends and reactor modes a test runs on
 //!   ([`backends`], [`configs`]), and their names for a child process;
+//!   [`eventually`], for state the kernel reaches a moment later;
 //! - [`bytes`]: a seeded generator and a checksum, for payloads a failing
 //!   run can replay;
 //! - [`poller`]: the poller suite's assertion vocabulary (`expect_event`,
@@ -32,3 +33,20 @@ pub mod time_wait;
 // The vocabulary most reactor tests start with, at the root: `util::configs()`.
 #[allow(unused_imports)] // not every binary uses it
 pub use backends::{backends, config_name, configs, parse_config};
+
+use std::time::{Duration, Instant};
+
+/// Probe until `done` holds or `within` has passed, and return the last
+/// probe either way (the caller's assertion then says what was wrong). For
+/// what the kernel finishes a moment after the call that asked for it: the
+/// last ACK of a close, a byte crossing loopback, a TCP state change.
+pub fn eventually<T>(within: Duration, mut probe: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = probe();
+        if done(&seen) || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
