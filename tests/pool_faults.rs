@@ -7,9 +7,9 @@
 //! cargo test --release --test pool_faults -- --ignored --nocapture
 //! ```
 //!
-//! Ignored by default: it takes about half a minute and restarts its
-//! server four times. It starts a throwaway cluster of its own (one per
-//! test binary), so no other test sees the restarts.
+//! Ignored by default: it takes about a quarter of a minute, and it
+//! restarts, crashes and freezes its server. That server is a throwaway
+//! cluster of its own (one per test binary), so no other test sees it.
 //!
 //! The faults, one after the other, each after a second of steady load:
 //!
