@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench wait_scaling                      # about 2 minutes
-//! cargo run --example plot_wait_scaling                 # table + docs/img/wait_scaling.svg
+//! cargo run --example plot_wait_scaling -- --out docs/img/wait_scaling.svg   # tables + the docs' chart
 //! ```
 //!
 //! Groups, named after the comparison they make:

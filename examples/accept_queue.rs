@@ -42,34 +42,22 @@ use connlab::inspect;
 use connlab::sys::addr::{self, Addr, RawAddr};
 use connlab::sys::socket;
 
+mod common;
+
 /// Long enough for loopback handshakes to finish (they take microseconds).
 const SETTLE: Duration = Duration::from_millis(300);
 /// Linux retransmits a dropped SYN after its initial RTO, 1 s (RFC 6298).
 const SYN_RETRANSMIT: Duration = Duration::from_millis(1300);
 
 fn main() -> ExitCode {
-    let mut backlog = 4i32;
-    let mut clients = 10usize;
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let value = words.next().unwrap_or_default();
-        let ok = match flag.as_str() {
-            "--backlog" => value.parse().map(|v| backlog = v).is_ok(),
-            "--clients" => value.parse().map(|v| clients = v).is_ok(),
-            _ => false,
-        };
-        if !ok {
-            eprintln!("accept_queue: bad option {flag} {value:?}; expected --backlog N --clients M");
-            return ExitCode::from(2);
-        }
-    }
-    match run(backlog, clients) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("accept_queue: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("accept_queue.rs"));
+    let backlog: i32 = args.value("--backlog N", 4, "listen(2) backlog, 0 or more (default 4)");
+    let clients: usize = args.value("--clients M", 10, "client connections to open (default 10)");
+    // listen(2) would quietly take a negative backlog as the kernel's
+    // default (somaxconn), which is not what the reader asked to see.
+    args.check(backlog >= 0, format!("--backlog {backlog}: must be 0 or more"));
+    args.finish();
+    common::exit("accept_queue", run(backlog, clients))
 }
 
 /// `TcpExt: ListenOverflows` and `ListenDrops`, or `None` where the kernel
@@ -110,7 +98,10 @@ fn run(backlog: i32, clients: usize) -> std::io::Result<()> {
     }
 
     let mut accepted = drain(&listener)?;
-    println!("waiting {SYN_RETRANSMIT:?} for the dropped SYNs to be retransmitted ...");
+    println!(
+        "waiting {} for the dropped SYNs to be retransmitted ...",
+        common::show(SYN_RETRANSMIT)
+    );
     std::thread::sleep(SYN_RETRANSMIT);
     show_clients(&sockets);
     accepted.extend(drain(&listener)?);

@@ -25,16 +25,22 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Instant;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use connlab::sys;
+use common::sysctl;
+use connlab::inspect::{self, proc_net::TIMER_TIME_WAIT, TcpState};
+use connlab::sys::{self, socket};
+
+mod common;
 
 /// `/proc/net/tcp` reports timers in clock ticks (`USER_HZ`), which is 100
 /// on every mainstream Linux build (`sysconf(_SC_CLK_TCK)`).
-const TIMER_ACTIVE_TIME_WAIT: &str = "03";
+const TICKS_PER_SECOND: f64 = 100.0;
 
-fn main() {
+fn main() -> ExitCode {
+    common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("claims.rs")).finish();
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |claim: &str, story: &str, here: String, source: &str| {
         rows.push([claim.into(), story.into(), here, source.into()]);
@@ -43,8 +49,8 @@ fn main() {
     row(
         "socket() cost",
         "~2 µs",
-        match socket_cost_ns() {
-            Ok(ns) => format!("{:.2} µs (median of 20 batches of 500)", ns / 1000.0),
+        match socket_cost() {
+            Ok(cost) => format!("{} (median of 20 batches of 500)", common::show(cost)),
             Err(e) => format!("could not measure: {e}"),
         },
         "timed socket(AF_INET, SOCK_STREAM) calls",
@@ -55,13 +61,12 @@ fn main() {
         lowest_free_fd_claim(),
         "socket() after closing one low fd: the lowest free slot is reused",
     );
-    let range = sysctl("net/ipv4/ip_local_port_range");
     row(
         "ephemeral port range",
         "32,768–60,999 = 28,232 ports",
-        match parse_range(&range) {
-            Some((lo, hi)) => format!("{lo}–{hi} = {} ports", hi - lo + 1),
-            None => format!("unreadable: {range:?}"),
+        match inspect::ephemeral_port_range() {
+            Ok(range) => format!("{}–{} = {} ports", range.low, range.high, range.len()),
+            Err(e) => format!("unreadable: {e}"),
         },
         "/proc/sys/net/ipv4/ip_local_port_range",
     );
@@ -142,7 +147,7 @@ fn main() {
                 "TIME_WAIT length",
                 "60 s (Linux ignores 2×MSL = 4 min)",
                 match facts.time_wait_ticks {
-                    Some(t) => format!("{:.0} s left on a just-closed socket", t as f64 / 100.0),
+                    Some(t) => format!("{:.0} s left on a just-closed socket", t as f64 / TICKS_PER_SECOND),
                     None => "not found in /proc/net/tcp".into(),
                 },
                 "/proc/net/tcp timer column (tr 03 = TIME_WAIT)",
@@ -185,6 +190,7 @@ fn main() {
     );
 
     print_table(&rows);
+    ExitCode::SUCCESS
 }
 
 fn print_table(rows: &[[String; 4]]) {
@@ -210,21 +216,6 @@ fn print_table(rows: &[[String; 4]]) {
     }
 }
 
-/// A sysctl's value from `/proc/sys`, trimmed; empty when unreadable.
-fn sysctl(path: &str) -> String {
-    fs::read_to_string(format!("/proc/sys/{path}"))
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn parse_range(text: &str) -> Option<(u32, u32)> {
-    let mut it = text.split_whitespace().map(|w| w.parse::<u32>().ok());
-    match (it.next()??, it.next()??) {
-        (lo, hi) if lo <= hi => Some((lo, hi)),
-        _ => None,
-    }
-}
-
 /// Total time before connect() gives up: the first SYN, then `n` retries
 /// with the retransmission timeout doubling from 1 s: 1+2+…+2^n.
 fn syn_backoff_total_secs(n: u32) -> u64 {
@@ -233,24 +224,19 @@ fn syn_backoff_total_secs(n: u32) -> u64 {
 
 /// Median cost of one `socket(2)` call, timed in batches so the clock's
 /// own cost is spread thin; the sockets are closed outside the timed part.
-fn socket_cost_ns() -> io::Result<f64> {
-    const BATCH: usize = 500;
+fn socket_cost() -> io::Result<Duration> {
+    const BATCH: u32 = 500;
     let mut per_call = Vec::new();
     for _ in 0..20 {
-        let mut fds = Vec::with_capacity(BATCH);
+        let mut fds = Vec::with_capacity(BATCH as usize);
         let start = Instant::now();
         for _ in 0..BATCH {
-            // SAFETY: socket takes three ints and returns a new fd or -1.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-            let fd = sys::cvt(fd, "socket", "AF_INET, SOCK_STREAM")?;
-            // SAFETY: fd was just returned by the kernel and is ours alone.
-            fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            fds.push(socket::stream_socket(libc::AF_INET)?);
         }
-        per_call.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+        per_call.push(start.elapsed() / BATCH);
         drop(fds);
     }
-    per_call.sort_by(f64::total_cmp);
-    Ok(per_call[per_call.len() / 2])
+    Ok(common::median(&mut per_call))
 }
 
 /// The kernel hands out the lowest free fd number (POSIX requires it), so
@@ -290,20 +276,7 @@ fn loopback_facts() -> io::Result<LoopbackFacts> {
     let (mut server, _) = listener.accept()?;
     let client_port = client.local_addr()?.port();
 
-    let mut info: libc::tcp_info = zeroed_tcp_info();
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info is a writable tcp_info of `len` bytes; the kernel writes
-    // at most len bytes and updates len.
-    let ret = unsafe {
-        libc::getsockopt(
-            client.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    sys::cvt(ret, "getsockopt", format_args!("fd {}, TCP_INFO", client.as_raw_fd()))?;
+    let info = sys::info::tcp_info(client.as_raw_fd())?;
 
     // The side that closes first is the one that waits.
     drop(client);
@@ -313,29 +286,21 @@ fn loopback_facts() -> io::Result<LoopbackFacts> {
     drop(server);
 
     Ok(LoopbackFacts {
-        cwnd: info.tcpi_snd_cwnd,
-        mss: info.tcpi_snd_mss,
+        cwnd: info.raw.tcpi_snd_cwnd,
+        mss: info.raw.tcpi_snd_mss,
         time_wait_ticks: time_wait_timer(client_port),
     })
 }
 
-fn zeroed_tcp_info() -> libc::tcp_info {
-    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
 /// The TIME_WAIT timer (in clock ticks) of the IPv4 socket with local port
-/// `port`, from `/proc/net/tcp`'s `tr:tm->when` column. Malformed lines are
-/// skipped.
+/// `port`, from `/proc/net/tcp`'s `tr:tm->when` column.
 fn time_wait_timer(port: u16) -> Option<u64> {
-    let table = fs::read_to_string("/proc/net/tcp").ok()?;
-    let want = format!(":{port:04X}");
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let local = cols.get(1)?;
-        let (active, when) = cols.get(5)?.split_once(':')?;
-        (local.ends_with(&want) && active == TIMER_ACTIVE_TIME_WAIT).then(|| u64::from_str_radix(when, 16).ok())?
-    })
+    let table = inspect::tcp_table().ok()?;
+    table
+        .rows
+        .iter()
+        .find(|r| r.local.port() == port && r.state == TcpState::TimeWait && r.timer.0 == TIMER_TIME_WAIT)
+        .map(|r| r.timer.1)
 }
 
 /// Object sizes of the kernel's slab caches. `/proc/slabinfo` is mode 0400:

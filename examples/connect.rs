@@ -12,9 +12,9 @@
 //!
 //! ```text
 //! outcome                  result                                                  time
-//! listener accepting       ESTABLISHED 127.0.0.1:58568 -> 127.0.0.1:33221          0.13 ms
-//! nothing listening        ECONNREFUSED (the RST came straight back)               0.03 ms
-//! accept queue full        TimedOut after 1s (our timer; SYNs were dropped)        1001.27 ms
+//! listener accepting       ESTABLISHED 127.0.0.1:58568 -> 127.0.0.1:33221          130 µs
+//! nothing listening        ECONNREFUSED (the RST came straight back)               30.0 µs
+//! accept queue full        TimedOut after 1.00 s (our timer; SYNs were dropped)    1.00 s
 //! ```
 //!
 //! 1. A listener that accepts: `connect` says `EINPROGRESS`, the socket
@@ -32,42 +32,34 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::net::{TcpListener, TcpStream};
-use connlab::poller::Backend;
 use connlab::reactor;
+
+mod common;
 
 /// How long the filling connects may take before we call the queue full.
 const FILL_TIMEOUT: Duration = Duration::from_millis(200);
+/// The longest `--timeout-ms`: five minutes, well past the kernel's SYN retries.
+const MAX_TIMEOUT_MS: u64 = 300_000;
 /// An upper bound on queue-filling attempts (the queue holds backlog + 1).
 const MAX_FILL: usize = 16;
 
 fn main() -> ExitCode {
-    let mut backend = Backend::Epoll;
-    let mut timeout = Duration::from_secs(1);
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let value = words.next();
-        let parsed = match (flag.as_str(), value) {
-            ("--backend", Some(v)) => v.parse().map(|b| backend = b).map_err(|e| e.to_string()),
-            ("--timeout-ms", Some(v)) => v
-                .parse::<u64>()
-                .map(|ms| timeout = Duration::from_millis(ms))
-                .map_err(|e| format!("--timeout-ms {v:?}: {e}")),
-            (other, _) => Err(format!(
-                "unknown option or missing value: {other} (see examples/connect.rs)"
-            )),
-        };
-        if let Err(e) = parsed {
-            eprintln!("connect: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    match reactor::block_on(backend, three_outcomes(timeout)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) | Err(e) => {
-            eprintln!("connect: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("connect.rs"));
+    let backend = args.backend();
+    let timeout_ms: u64 = args.value("--timeout-ms MS", 1000, "our connect timer, 1 to 300000 (default 1000)");
+    // 0 would time out the successful connect too before its SYN-ACK came
+    // back, and the table would contradict itself; past the kernel's own SYN
+    // retries (about 127 s) our timer would never be the one that fires.
+    args.check(
+        (1..=MAX_TIMEOUT_MS).contains(&timeout_ms),
+        format!("--timeout-ms {timeout_ms}: must be from 1 to {MAX_TIMEOUT_MS}"),
+    );
+    args.finish();
+    let timeout = Duration::from_millis(timeout_ms);
+    common::exit(
+        "connect",
+        reactor::block_on(backend, three_outcomes(timeout)).and_then(|r| r),
+    )
 }
 
 async fn three_outcomes(timeout: Duration) -> std::io::Result<()> {
@@ -117,7 +109,11 @@ async fn three_outcomes(timeout: Duration) -> std::io::Result<()> {
     let elapsed = start.elapsed();
     let text = match &result {
         Ok(_) => format!("connected anyway (the queue took {} first)", queued.len()),
-        Err(e) => format!("{:?} after {timeout:?} (our timer; SYNs were dropped)", e.kind()),
+        Err(e) => format!(
+            "{:?} after {} (our timer; SYNs were dropped)",
+            e.kind(),
+            common::show(timeout)
+        ),
     };
     row("accept queue full", &text, elapsed);
     println!(
@@ -136,5 +132,5 @@ fn short(e: &std::io::Error) -> String {
 }
 
 fn row(outcome: &str, result: &str, elapsed: Duration) {
-    println!("{outcome:<24} {result:<55} {:.2} ms", elapsed.as_secs_f64() * 1e3);
+    println!("{outcome:<24} {result:<55} {}", common::show(elapsed));
 }

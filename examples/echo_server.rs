@@ -47,6 +47,8 @@ use connlab::poller::{Backend, Mode};
 use connlab::reactor::{self, Config, Signals};
 use connlab::sys::signal::signal_name;
 
+mod common;
+
 /// The accept queue's length: plenty for a load generator's burst of connects.
 const BACKLOG: i32 = 1024;
 
@@ -59,53 +61,22 @@ struct Args {
     drain_to_eagain: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        backend: Backend::Epoll,
-        mode: None,
-        addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
-        max_conns: None,
-        duration: None,
-        drain_to_eagain: false,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_server.rs"));
+    let parsed = Args {
+        backend: args.backend(),
+        mode: args
+            .opt::<common::ModeArg>("--mode M", "edge, level or oneshot")
+            .map(|m| m.0),
+        addr: args.listen_addr(7878),
+        max_conns: args.opt("--max-conns N", "serve N connections, then exit when they close"),
+        duration: args
+            .opt::<common::Seconds>("--duration SECS", "stop after that long")
+            .map(|s| s.0),
+        drain_to_eagain: args.flag("--drain-to-eagain", "read until EAGAIN after a short read"),
     };
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let mut value = || words.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backend" => args.backend = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--mode" => {
-                args.mode = Some(match value()?.as_str() {
-                    "edge" => Mode::Edge,
-                    "level" => Mode::Level,
-                    "oneshot" => Mode::OneShot,
-                    other => return Err(format!("unknown mode {other:?}: expected edge, level or oneshot")),
-                })
-            }
-            "--addr" => {
-                let text = value()?;
-                args.addr = text.parse().map_err(|e| format!("--addr {text:?}: {e}"))?;
-            }
-            "--max-conns" => {
-                let text = value()?;
-                args.max_conns = Some(text.parse().map_err(|e| format!("--max-conns {text:?}: {e}"))?);
-            }
-            "--duration" => {
-                let text = value()?;
-                let secs: f64 = text.parse().map_err(|e| format!("--duration {text:?}: {e}"))?;
-                if !(secs.is_finite() && secs >= 0.0) {
-                    return Err(format!("--duration {text:?}: expected seconds >= 0"));
-                }
-                args.duration = Some(Duration::from_secs_f64(secs));
-            }
-            "--drain-to-eagain" => args.drain_to_eagain = true,
-            other => {
-                return Err(format!(
-                    "unknown option {other:?} (see the header of examples/echo_server.rs)"
-                ))
-            }
-        }
-    }
-    Ok(args)
+    args.finish();
+    parsed
 }
 
 /// Completes when a signal arrives or the duration (if any) passes.
@@ -132,20 +103,7 @@ async fn stop_signal(signals: Signals, duration: Option<Duration>) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("echo_server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("echo_server", run(parse_args()))
 }
 
 fn run(args: Args) -> std::io::Result<()> {

@@ -40,6 +40,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::show;
 use connlab::inspect::{self, TcpState};
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::tap::{self, Direction, WireRecord};
@@ -49,10 +50,9 @@ use connlab::pool::pg::PgManager;
 use connlab::pool::{Config as PoolConfig, Pool, Validation};
 use connlab::reactor::{self, Direction as Ready, Registration};
 use connlab::sys::{self, addr::RawAddr, socket};
-use connlab::testbed::{self, Cluster};
 use connlab::trace;
 
-const USAGE: &str = "usage: journey [--backend epoll|poll|select] [--trace] [--bytes] [--url URL]";
+mod common;
 
 /// The story's query, with the story's user.
 const QUERY: &str = "SELECT name FROM users WHERE id = $1";
@@ -81,40 +81,25 @@ struct Args {
     url: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        backend: Backend::Epoll,
-        trace: false,
-        bytes: false,
-        url: None,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("journey.rs"));
+    let parsed = Args {
+        backend: args.backend(),
+        trace: args.flag("--trace", "narrate every syscall and message of stops 2 to 4 (stderr)"),
+        bytes: args.flag("--bytes", "hex of every message of the query"),
+        url: args.opt(
+            "--url URL",
+            "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
+        ),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--backend" => {
-                let name = it.next().ok_or(format!("--backend needs a value\n{USAGE}"))?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "--url" => args.url = Some(it.next().ok_or(format!("--url needs a value\n{USAGE}"))?),
-            "--trace" => args.trace = true,
-            "--bytes" => args.bytes = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
+    args.finish();
+    parsed
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = parse_args();
     println!("connlab journey: what is a connection? (backend: {})", args.backend);
-    let (pg, _cluster) = match choose_server(args.url.clone()) {
+    let (pg, _cluster) = match common::choose_server(args.url.clone()) {
         Ok(chosen) => chosen,
         Err(msg) => {
             eprintln!("journey: {msg}");
@@ -122,33 +107,17 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    match reactor::block_on(args.backend, run(&args, &pg)) {
-        Ok(Ok(())) => {
-            println!(
-                "\nThe whole journey took {} on {}.",
-                show(started.elapsed()),
-                args.backend
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(Err(msg)) => {
-            eprintln!("journey: {msg}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("journey: the {} reactor failed: {e}", args.backend);
-            ExitCode::FAILURE
-        }
+    let result = reactor::block_on(args.backend, run(&args, &pg))
+        .map_err(|e| format!("the {} reactor failed: {e}", args.backend))
+        .and_then(|r| r);
+    if result.is_ok() {
+        println!(
+            "\nThe whole journey took {} on {}.",
+            show(started.elapsed()),
+            args.backend
+        );
     }
-}
-
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `testbed::choose`. The cluster
-/// is returned so that it lives (and is removed) with `main`.
-fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
-    println!("server: {chosen}");
-    Ok((chosen.config, chosen.cluster))
+    common::exit("journey", result)
 }
 
 async fn run(args: &Args, pg: &PgConfig) -> Result<(), String> {
@@ -563,8 +532,8 @@ async fn stop5_savings(
     reactor::sleep(SETTLE).await;
     let tw_after_pooled = time_wait();
 
-    let fresh_median = median(&mut fresh);
-    let pooled_median = median(&mut pooled);
+    let fresh_median = common::median(&mut fresh);
+    let pooled_median = common::median(&mut pooled);
     let delta = |a: Option<usize>, b: Option<usize>| {
         a.zip(b)
             .map_or("n/a".to_string(), |(a, b)| a.saturating_sub(b).to_string())
@@ -592,8 +561,8 @@ async fn stop5_savings(
 
     let conn = pool.acquire().await.map_err(|e| format!("acquire: {e}"))?;
     let pid = conn.backend_pid();
-    match backend_memory_kb(pid) {
-        Some((rss, anon)) => println!(
+    match common::memory_kb(pid) {
+        Some(common::MemoryKb { rss, anon, .. }) => println!(
             "Server memory for one connection (backend pid {pid}): {:.1} MB resident, {:.1} MB of it private (RssAnon).\n\
              The story says 5–10 MB; most of the resident set is shared code and buffers, the private part is the real cost.",
             rss as f64 / 1024.0,
@@ -602,17 +571,6 @@ async fn stop5_savings(
         None => println!("Server memory: /proc/{pid}/status is not readable here (a remote server?)."),
     }
     Ok(())
-}
-
-/// (`VmRSS`, `RssAnon`) of a process in kB; `None` when unreadable or
-/// malformed (the file is the kernel's, but we still do not assume its shape).
-fn backend_memory_kb(pid: i32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 /// Stop 6: one wait on each backend with N registered fds, 5 of them ready.
@@ -671,19 +629,5 @@ fn wait_cost(backend: Backend, n: usize) -> io::Result<Duration> {
             events.len()
         )));
     }
-    Ok(median(&mut samples))
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
-
-fn show(d: Duration) -> String {
-    let ns = d.as_nanos();
-    match ns {
-        0..=999 => format!("{ns} ns"),
-        1_000..=999_999 => format!("{:.1} µs", ns as f64 / 1e3),
-        _ => format!("{:.1} ms", ns as f64 / 1e6),
-    }
+    Ok(common::median(&mut samples))
 }

@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! cargo bench --bench wait_scaling              # measure (about 2 minutes)
-//! cargo run --example plot_wait_scaling         # print tables, write the SVG
-//! cargo run --example plot_wait_scaling -- /tmp/chart.svg   # SVG elsewhere
+//! cargo run --example plot_wait_scaling         # print tables, write target/wait_scaling.svg
+//! cargo run --example plot_wait_scaling -- --out docs/img/wait_scaling.svg   # refresh the docs' chart
 //! ```
 //!
 //! What you will see: markdown tables (ns per wait for each backend and fd
 //! count, ns per registered fd, registration-change costs) on stdout, and
-//! `wrote docs/img/wait_scaling.svg`. Without results it says to run the
-//! benchmark first.
+//! `wrote target/wait_scaling.svg` on stderr. Without results it says to
+//! run the benchmark first. The tracked chart in `docs/img/` changes only
+//! when `--out` names it.
 //!
 //! It reads criterion's own files, `target/criterion/**/new/benchmark.json`
 //! (which benchmark) and `estimates.json` beside it (the median, in ns), with
@@ -23,6 +24,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod common;
 
 /// Backends in the order of the docs, with their line colour.
 const BACKENDS: [(&str, &str); 3] = [("select", "#d62728"), ("poll", "#ff7f0e"), ("epoll", "#1f77b4")];
@@ -38,42 +42,43 @@ const BOTTOM: f64 = 60.0;
 /// Space left and right of the first and last fd count, in decades.
 const X_MARGIN_DECADES: f64 = 0.15;
 
-fn main() {
+fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let criterion_dir = target.join("criterion");
-    let out = std::env::args_os()
-        .nth(1)
-        .map_or_else(|| root.join("docs/img/wait_scaling.svg"), PathBuf::from);
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("plot_wait_scaling.rs"));
+    let out = args
+        .opt::<PathBuf>(
+            "--out FILE",
+            "where the SVG goes (default: wait_scaling.svg in the target directory)",
+        )
+        .unwrap_or_else(|| target.join("wait_scaling.svg"));
+    args.finish();
 
+    let criterion_dir = target.join("criterion");
     let mut results = BTreeMap::new();
     collect(&criterion_dir, &mut results);
     let waits = WaitTable::from(&results);
     if waits.counts.is_empty() {
         eprintln!(
-            "no wait_scaling results under {}: run `cargo bench --bench wait_scaling` first",
+            "plot_wait_scaling: no wait_scaling results under {}: run `cargo bench --bench wait_scaling` first",
             criterion_dir.display()
         );
-        std::process::exit(2);
+        return ExitCode::FAILURE;
     }
 
     print!("{}", waits.markdown());
     print!("{}", per_fd_markdown(&waits));
     print!("{}", other_markdown(&results));
+    common::exit("plot_wait_scaling", write_svg(&out, &waits))
+}
 
-    if let Some(dir) = out.parent() {
-        if let Err(e) = fs::create_dir_all(dir) {
-            eprintln!("cannot create {}: {e}", dir.display());
-            std::process::exit(1);
-        }
+fn write_svg(out: &Path, waits: &WaitTable) -> Result<(), String> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    match fs::write(&out, svg(&waits)) {
-        Ok(()) => eprintln!("wrote {}", out.display()),
-        Err(e) => {
-            eprintln!("cannot write {}: {e}", out.display());
-            std::process::exit(1);
-        }
-    }
+    fs::write(out, svg(waits)).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }
 
 /// Every criterion result under `dir`: full id (`wait/epoll/8fds/1ready`) ->
@@ -284,7 +289,7 @@ fn svg(waits: &WaitTable) -> String {
             LEFT + plot_w,
             LEFT - 6.0,
             py + 4.0,
-            duration_label(10f64.powi(e))
+            common::show_ns(10f64.powi(e))
         );
     }
     let _ = writeln!(
@@ -341,15 +346,6 @@ fn svg(waits: &WaitTable) -> String {
     }
     s.push_str("</svg>\n");
     s
-}
-
-/// 1000.0 -> "1 µs"
-fn duration_label(ns: f64) -> String {
-    match ns {
-        n if n >= 1e6 => format!("{} ms", n / 1e6),
-        n if n >= 1e3 => format!("{} µs", n / 1e3),
-        n => format!("{n} ns"),
-    }
 }
 
 #[cfg(test)]

@@ -45,10 +45,10 @@ use connlab::poller::Backend;
 use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, PoolError, Stats, Validation};
 use connlab::reactor;
-use connlab::testbed::{self, Cluster};
 
-const USAGE: &str = "usage: pool_burst [--requests N] [--max K] [--work-ms MS] [--url URL] \
-                     [--backend epoll|poll|select] [--out DIR]";
+use common::show;
+
+mod common;
 
 /// How often the timeline samples the pool.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -62,45 +62,40 @@ struct Args {
     out: PathBuf,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        requests: 24,
-        max: 4,
-        work: Duration::from_millis(50),
-        url: None,
-        backend: Backend::Epoll,
-        out: PathBuf::from("target/pool_burst"),
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_burst.rs"));
+    let parsed = Args {
+        requests: args.value("--requests N", 24, "requests in the burst, 1 to 10000 (default 24)"),
+        max: args.value("--max K", 4, "the pool's max_size, 1 or more (default 4)"),
+        work: Duration::from_millis(args.value(
+            "--work-ms MS",
+            50,
+            "each request's pg_sleep, at most 60000 (default 50)",
+        )),
+        url: args.opt(
+            "--url URL",
+            "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
+        ),
+        backend: args.backend(),
+        out: args.value(
+            "--out DIR",
+            PathBuf::from("target/pool_burst"),
+            "where the CSV and SVG go (default target/pool_burst)",
+        ),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
-        match arg.as_str() {
-            "--requests" => args.requests = value()?.parse().map_err(|e| format!("--requests: {e}"))?,
-            "--max" => args.max = value()?.parse().map_err(|e| format!("--max: {e}"))?,
-            "--work-ms" => args.work = Duration::from_millis(value()?.parse().map_err(|e| format!("--work-ms: {e}"))?),
-            "--url" => args.url = Some(value()?),
-            "--backend" => {
-                let name = value()?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "--out" => args.out = PathBuf::from(value()?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
-        }
-    }
-    if args.max == 0 || args.requests == 0 {
-        return Err(format!("--max and --requests must be at least 1\n{USAGE}"));
-    }
-    Ok(args)
-}
-
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `testbed::choose`. The cluster
-/// is returned so that it lives (and is removed) with `main`.
-fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
-    println!("server: {chosen}");
-    Ok((chosen.config, chosen.cluster))
+    args.check(
+        parsed.max > 0 && parsed.requests > 0,
+        "--max and --requests must be at least 1",
+    );
+    // Each request is a task and a wait of `work`: keep a typo from holding
+    // the program for hours.
+    args.check(parsed.requests <= 10_000, "--requests: at most 10000");
+    args.check(
+        parsed.work <= Duration::from_secs(60),
+        "--work-ms: at most 60000 (a minute)",
+    );
+    args.finish();
+    parsed
 }
 
 /// One point of the timeline.
@@ -290,8 +285,10 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     };
 
     println!(
-        "\n== 1. A burst of {} requests, max_size {}, {:?} of work each ==",
-        args.requests, args.max, args.work
+        "\n== 1. A burst of {} requests, max_size {}, {} of work each ==",
+        args.requests,
+        args.max,
+        show(args.work)
     );
     let pool = Pool::open(PgManager::new(pg.clone()), base.clone())
         .await
@@ -309,7 +306,7 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     drop(pool);
 
     let short = args.work * 5 / 2;
-    println!("\n== 2. The same burst with an acquire timeout of {short:?} ==");
+    println!("\n== 2. The same burst with an acquire timeout of {} ==", show(short));
     let pool = Pool::open(
         PgManager::new(pg.clone()),
         Config {
@@ -325,7 +322,10 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
     drop(pool);
 
     let threshold = args.work * 3;
-    println!("\n== 3. A leak: one handler never returns its connection (leak threshold {threshold:?}) ==");
+    println!(
+        "\n== 3. A leak: one handler never returns its connection (leak threshold {}) ==",
+        show(threshold)
+    );
     let config = Config {
         max_size: 2,
         leak_threshold: Some(threshold),
@@ -357,29 +357,11 @@ async fn run(args: &Args, pg: PgConfig) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let (pg, _cluster) = match choose_server(args.url.clone()) {
-        Ok(chosen) => chosen,
-        Err(msg) => {
-            eprintln!("pool_burst: {msg}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match reactor::block_on(args.backend, run(&args, pg)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(msg)) => {
-            eprintln!("pool_burst: {msg}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("pool_burst: the reactor failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = parse_args();
+    let result = common::choose_server(args.url.clone()).and_then(|(pg, _cluster)| {
+        reactor::block_on(args.backend, run(&args, pg))
+            .map_err(|e| format!("the reactor failed: {e}"))
+            .and_then(|r| r)
+    });
+    common::exit("pool_burst", result)
 }

@@ -38,6 +38,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::{median, show, MemoryKb};
 use connlab::inspect;
 use connlab::pg::config::Config as PgConfig;
 use connlab::pg::connection::{Connection, Endpoint};
@@ -46,9 +47,8 @@ use connlab::pool::pg::PgManager;
 use connlab::pool::{Config, Pool, Validation};
 use connlab::reactor;
 use connlab::testbed::postgres::TRUST;
-use connlab::testbed::{self, Cluster};
 
-const USAGE: &str = "usage: pool_savings [--n N] [--url URL] [--backend epoll|poll|select]";
+mod common;
 
 /// The query both approaches run.
 const QUERY: &str = "SELECT 1";
@@ -66,53 +66,19 @@ struct Args {
     backend: Backend,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        n: 200,
-        url: None,
-        backend: Backend::Epoll,
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_savings.rs"));
+    let parsed = Args {
+        n: args.value("--n N", 200, "queries each way, 1 or more (default 200)"),
+        url: args.opt(
+            "--url URL",
+            "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
+        ),
+        backend: args.backend(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
-        match arg.as_str() {
-            "--n" => args.n = value()?.parse().map_err(|e| format!("--n: {e}"))?,
-            "--url" => args.url = Some(value()?),
-            "--backend" => {
-                let name = value()?;
-                args.backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
-        }
-    }
-    if args.n == 0 {
-        return Err(format!("--n must be at least 1\n{USAGE}"));
-    }
-    Ok(args)
-}
-
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `testbed::choose`. The cluster
-/// is returned so that it lives (and is removed) with `main`.
-fn choose_server(url: Option<String>) -> Result<(PgConfig, Option<Cluster>), String> {
-    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
-    println!("server: {chosen}");
-    Ok((chosen.config, chosen.cluster))
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
-
-fn show(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
+    args.check(parsed.n > 0, "--n must be at least 1");
+    args.finish();
+    parsed
 }
 
 /// TIME_WAIT sockets with `port` at either end, or `None` if `/proc/net/tcp`
@@ -120,23 +86,6 @@ fn show(d: Duration) -> String {
 fn time_wait(port: Option<u16>) -> Option<usize> {
     let port = port?;
     inspect::tcp_census(Some(port)).ok().map(|census| census.time_wait())
-}
-
-/// Resident memory of a process in kB, from `/proc/<pid>/status`:
-/// (`VmRSS`, `RssAnon`, `RssFile`, `RssShmem`). The file is the kernel's,
-/// but it is parsed without trusting its shape: a missing line is `None`.
-fn rss_kb(pid: i32) -> Option<(u64, u64, u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((
-        field("VmRSS:")?,
-        field("RssAnon:")?,
-        field("RssFile:")?,
-        field("RssShmem:")?,
-    ))
 }
 
 struct Unpooled {
@@ -287,8 +236,8 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
 
     let conn = pool.acquire().await.map_err(|e| e.to_string())?;
     let pid = conn.backend_pid();
-    match rss_kb(pid) {
-        Some((rss, anon, file, shmem)) => {
+    match common::memory_kb(pid) {
+        Some(MemoryKb { rss, anon, file, shmem }) => {
             let mb = |kb: u64| kb as f64 / 1024.0;
             println!(
                 "\nOne connection on the server: backend pid {pid}, VmRSS {:.1} MB, of which",
@@ -313,32 +262,14 @@ async fn run(args: &Args, pg: PgConfig, trust: Option<PgConfig>) -> Result<(), S
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let (pg, cluster) = match choose_server(args.url.clone()) {
-        Ok(chosen) => chosen,
-        Err(msg) => {
-            eprintln!("pool_savings: {msg}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let trust = cluster
-        .as_ref()
-        .and_then(|c| PgConfig::from_url(&c.url_for(&TRUST)).ok());
-    match reactor::block_on(args.backend, run(&args, pg, trust)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(msg)) => {
-            eprintln!("pool_savings: {msg}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("pool_savings: the reactor failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = parse_args();
+    let result = common::choose_server(args.url.clone()).and_then(|(pg, cluster)| {
+        let trust = cluster
+            .as_ref()
+            .and_then(|c| PgConfig::from_url(&c.url_for(&TRUST)).ok());
+        reactor::block_on(args.backend, run(&args, pg, trust))
+            .map_err(|e| format!("the reactor failed: {e}"))
+            .and_then(|r| r)
+    });
+    common::exit("pool_savings", result)
 }

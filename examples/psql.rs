@@ -20,19 +20,19 @@
 //! `pg_stat_activity`); then where the time went: the TCP handshake
 //! (~0.1 ms on loopback), startup + authentication (a few ms, mostly
 //! SCRAM's deliberately slow PBKDF2), and the query itself (a fraction of a
-//! millisecond). With `CONNLAB_TRACE=1`, every protocol message too.
+//! millisecond). With `CONNLAB_TRACE=1`, every protocol message too. A
+//! failed statement (`ERROR 42601` and the like), a protocol error or a lost
+//! connection ends with the error on stderr and exit status 1.
 
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use connlab::pg::config::Config;
 use connlab::pg::connection::{Connection, Rows};
 use connlab::poller::Backend;
-use connlab::testbed::{self, Cluster};
 use connlab::{reactor, sys};
 
-const USAGE: &str = "usage: psql [--url URL] [--backend epoll|poll|select] \"SQL\"";
+mod common;
 
 struct Args {
     url: Option<String>,
@@ -40,52 +40,31 @@ struct Args {
     sql: String,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut url = None;
-    let mut backend = Backend::Epoll;
-    let mut sql = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--url" => url = Some(args.next().ok_or("--url needs a value")?),
-            "--backend" => {
-                let name = args.next().ok_or("--backend needs a value")?;
-                backend = name.parse().map_err(|e| format!("--backend {name}: {e}"))?;
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            _ if sql.is_none() => sql = Some(arg),
-            _ => return Err(format!("unexpected argument {arg:?}\n{USAGE}")),
-        }
-    }
-    Ok(Args {
+fn parse_args() -> Args {
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("psql.rs"));
+    let url = args.opt(
+        "--url URL",
+        "a PostgreSQL server (default: DATABASE_URL, PG*, or a throwaway one)",
+    );
+    let backend = args.backend();
+    let sql = args.free("SQL", "the statements to run (after `--` if they start with `-`)");
+    args.finish();
+    Args {
         url,
         backend,
         sql: sql.unwrap_or_else(|| "SELECT * FROM users WHERE id = 42".to_string()),
-    })
-}
-
-/// `--url`, `DATABASE_URL`, the `PG*` variables, or a throwaway cluster:
-/// the rule every example follows, in `testbed::choose`. The cluster
-/// is returned so that it lives (and is removed) with `main`.
-fn choose_server(url: Option<String>) -> Result<(Config, Option<Cluster>), String> {
-    let chosen = testbed::choose(url).map_err(|e| format!("no PostgreSQL to talk to: {e}"))?;
-    println!("server: {chosen}");
-    Ok((chosen.config, chosen.cluster))
-}
-
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("psql: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
-fn run() -> Result<(), String> {
-    let args = parse_args()?;
-    let (config, _cluster) = choose_server(args.url)?;
+fn main() -> ExitCode {
+    common::exit("psql", run(parse_args()))
+}
+
+/// Connect, run the SQL, show the connection. A failed statement, a
+/// protocol error or a lost connection is the program's failure: its error
+/// goes to stderr and the exit status is 1, as `psql -v ON_ERROR_STOP=1`.
+fn run(args: Args) -> Result<(), String> {
+    let (config, _cluster) = common::choose_server(args.url)?;
     let backend = args.backend;
     reactor::block_on(backend, async move {
         let mut conn = Connection::connect(&config)
@@ -94,12 +73,13 @@ fn run() -> Result<(), String> {
         let started = Instant::now();
         let results = conn.simple_query(&args.sql).await;
         let query_time = started.elapsed();
-        match results {
-            Ok(results) => results.iter().for_each(print_table),
-            Err(e) => println!("{e}\n"),
+        if let Ok(results) = &results {
+            results.iter().for_each(print_table);
         }
         print_connection(&conn, backend, query_time);
-        conn.close().await.map_err(|e| e.to_string())
+        let closed = conn.close().await.map_err(|e| format!("close: {e}"));
+        results.map_err(|e| e.to_string())?;
+        closed
     })
     .map_err(|e| format!("reactor: {e}"))?
 }
@@ -143,6 +123,7 @@ fn print_table(rows: &Rows) {
     println!("({n} row{})\n", if n == 1 { "" } else { "s" });
 }
 
+/// The socket and the timings, printed whether the statements worked or not.
 fn print_connection(conn: &Connection, backend: Backend, query_time: Duration) {
     let fd = conn.as_raw_fd();
     let show = |addr: std::io::Result<sys::addr::Addr>| addr.map_or_else(|e| e.to_string(), |a| a.to_string());
@@ -158,15 +139,14 @@ fn print_connection(conn: &Connection, backend: Backend, query_time: Duration) {
     println!("timings");
     println!(
         "  connect         {}   (socket, connect, EINPROGRESS, writable)",
-        ms(timings.connect)
+        common::show(timings.connect)
     );
     println!(
         "  startup + auth  {}   (StartupMessage .. ReadyForQuery)",
-        ms(timings.startup)
+        common::show(timings.startup)
     );
-    println!("  query           {}   (Query .. ReadyForQuery)", ms(query_time));
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+    println!(
+        "  query           {}   (Query .. ReadyForQuery)",
+        common::show(query_time)
+    );
 }

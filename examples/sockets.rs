@@ -25,6 +25,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use connlab::inspect::{self, Census, Family, FdReport, ProcRow};
 use connlab::sys::addr::Addr;
 
+mod common;
+
 /// Everything the zoo holds open until the table is printed.
 struct Zoo {
     _tcp: Vec<TcpStream>,
@@ -184,23 +186,9 @@ fn whole_machine() -> io::Result<()> {
     Ok(())
 }
 
-fn run() -> io::Result<()> {
-    match std::env::args().nth(1).as_deref() {
-        None => this_process(),
-        Some("--all") => whole_machine(),
-        Some(other) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("unknown argument {other:?}; usage: sockets [--all]"),
-        )),
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sockets: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("sockets.rs"));
+    let all = args.flag("--all", "every TCP socket on the machine, not only this process's");
+    args.finish();
+    common::exit("sockets", if all { whole_machine() } else { this_process() })
 }

@@ -26,6 +26,7 @@
 //! constant. `net.ipv4.tcp_fin_timeout` is a different timer (how long an
 //! orphaned socket may sit in FIN_WAIT_2) that merely defaults to 60 too.
 
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -33,6 +34,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use connlab::inspect::{self, PortBudget, TIME_WAIT_SECS};
+
+mod common;
 
 /// One request and one reply, four bytes each.
 const REQUEST: &[u8; 4] = b"ping";
@@ -186,27 +189,35 @@ pub fn reused_connection(server: &Server, n: usize) -> io::Result<(Outcome, usiz
     ))
 }
 
-fn parse_n() -> Result<usize, String> {
-    let mut args = std::env::args().skip(1);
-    let mut n = 1000;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--n" => {
-                let value = args.next().ok_or("--n needs a number")?;
-                n = value.parse().map_err(|_| format!("--n: {value:?} is not a number"))?;
-            }
-            other => return Err(format!("unknown argument {other:?}; usage: time_wait [--n N]")),
-        }
+/// The TIME_WAIT line of one experiment: how many appeared, never a
+/// negative count. Fewer than expected, or fewer than before, has a cause
+/// worth printing: the kernel may hand a new connection a port still in
+/// TIME_WAIT (`net.ipv4.tcp_tw_reuse`), which ends that TIME_WAIT early.
+fn time_wait_line(port: u16, outcome: &Outcome) -> String {
+    let mut line = format!(
+        "TIME_WAIT on port {port}: before {}, after {}  -> {} new",
+        outcome.before,
+        outcome.after,
+        outcome.after.saturating_sub(outcome.before)
+    );
+    let gone = outcome.before.saturating_sub(outcome.after);
+    if gone > 0 {
+        line.push_str(&format!(
+            ", and {gone} fewer: the kernel recycled a TIME_WAIT port for a new connection (tcp_tw_reuse)"
+        ));
     }
-    Ok(n)
+    let ports: HashSet<u16> = outcome.client_addrs.iter().map(SocketAddr::port).collect();
+    let reused = outcome.client_addrs.len() - ports.len();
+    if reused > 0 {
+        line.push_str(&format!(
+            "\n   {reused} of the {} connections got a port still in TIME_WAIT from an earlier one (tcp_tw_reuse)",
+            outcome.client_addrs.len()
+        ));
+    }
+    line
 }
 
-fn read_sysctl(path: &str) -> String {
-    std::fs::read_to_string(path).map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
-}
-
-fn run() -> io::Result<()> {
-    let n = parse_n().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+fn run(n: usize) -> io::Result<()> {
     let range = inspect::ephemeral_port_range()?;
     println!("ephemeral ports: {range}   (net.ipv4.ip_local_port_range)");
 
@@ -218,12 +229,7 @@ fn run() -> io::Result<()> {
     let short = short_connections(&server, n)?;
     let rate = n as f64 / short.elapsed.as_secs_f64().max(1e-9);
     println!("1) {n} short connections (connect, one request, close), {rate:.0} connections/s:");
-    println!(
-        "   TIME_WAIT on port {port}: before {}, after {}  -> {} new",
-        short.before,
-        short.after,
-        short.new_time_wait()
-    );
+    println!("   {}", time_wait_line(port, &short));
     println!(
         "   ephemeral ports now taken toward {}: {} of {}",
         server.addr,
@@ -234,15 +240,10 @@ fn run() -> io::Result<()> {
 
     let (reused, after_close) = reused_connection(&server, n)?;
     println!("2) {n} requests over one reused connection:");
-    println!(
-        "   TIME_WAIT on port {port}: before {}, after {}  -> {} new",
-        reused.before,
-        reused.after,
-        reused.new_time_wait()
-    );
+    println!("   {}", time_wait_line(port, &reused));
     println!(
         "   (and {} once that one connection finally closes)",
-        after_close as i64 - reused.after as i64
+        after_close.saturating_sub(reused.after)
     );
     println!();
 
@@ -253,7 +254,7 @@ fn run() -> io::Result<()> {
     println!();
     println!(
         "   TIME_WAIT is {TIME_WAIT_SECS} s, fixed (TCP_TIMEWAIT_LEN); net.ipv4.tcp_fin_timeout = {} is the",
-        read_sysctl("/proc/sys/net/ipv4/tcp_fin_timeout")
+        common::sysctl("net/ipv4/tcp_fin_timeout")
     );
     println!(
         "   FIN_WAIT_2 limit for orphans, not this. Ports are per destination: the budget is per (ip, port) you call."
@@ -261,11 +262,11 @@ fn run() -> io::Result<()> {
     println!("   When the range is used up, connect() fails with EADDRNOTAVAIL, unless the kernel may recycle");
     println!(
         "   TIME_WAIT ports: here net.ipv4.tcp_tw_reuse = {} (0 never, 1 always after 1 s, 2 loopback only),",
-        read_sysctl("/proc/sys/net/ipv4/tcp_tw_reuse")
+        common::sysctl("net/ipv4/tcp_tw_reuse")
     );
     println!(
         "   and at most net.ipv4.tcp_max_tw_buckets = {} TIME_WAIT sockets exist (beyond that they are dropped early).",
-        read_sysctl("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+        common::sysctl("net/ipv4/tcp_max_tw_buckets")
     );
     println!();
     println!("Check: ss -tan state time-wait '( sport = :{port} or dport = :{port} )' | tail -n +2 | wc -l");
@@ -273,11 +274,13 @@ fn run() -> io::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("time_wait: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("time_wait.rs"));
+    let n = args.value(
+        "--n N",
+        1000,
+        "connections (and requests) per experiment, 1 or more (default 1000)",
+    );
+    args.check(n > 0, "--n must be at least 1");
+    args.finish();
+    common::exit("time_wait", run(n))
 }

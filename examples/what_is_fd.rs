@@ -21,9 +21,9 @@ use std::os::fd::AsRawFd;
 
 use connlab::inspect;
 
-fn run() -> io::Result<()> {
-    let no_wait = std::env::args().any(|a| a == "--no-wait");
+mod common;
 
+fn run(no_wait: bool) -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut client = TcpStream::connect(listener.local_addr()?)?;
     let (mut accepted, _) = listener.accept()?;
@@ -74,11 +74,8 @@ fn run() -> io::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("what_is_fd: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let mut args = common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("what_is_fd.rs"));
+    let no_wait = args.flag("--no-wait", "exit at once instead of waiting for Enter");
+    args.finish();
+    common::exit("what_is_fd", run(no_wait))
 }

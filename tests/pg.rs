@@ -2,11 +2,11 @@
 //! on every poller backend (select, poll, epoll).
 //!
 //! One server per test binary (`Cluster::shared`), started on first use and
-//! removed when the binary exits. Two small fake servers (std::net, in a
-//! thread) play the parts a real server will not: one that cannot prove it
-//! knows the password, one that dies mid-message.
+//! removed when the binary exits. A few fake servers (`support::fake_pg`)
+//! play the parts a real server will not: one that cannot prove it knows
+//! the password, one that dies mid-message; `tests/pg_hostile.rs` has the
+//! rest.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
@@ -18,25 +18,10 @@ use connlab::pg::protocol::TransactionStatus;
 use connlab::poller::Backend;
 use connlab::reactor;
 use connlab::testbed::postgres::{self as cluster, Cluster};
+use support::fake_pg::{fake_server, message, read_message};
+use support::on_every_backend;
 
-/// Every test body gets this long before it is declared hung.
-const HANG: Duration = Duration::from_secs(20);
-
-/// Run `body` to completion on each backend's reactor, failing on a hang.
-fn on_every_backend<F, Fut>(body: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in Backend::ALL {
-        reactor::block_on(backend, async {
-            reactor::timeout(HANG, body(backend))
-                .await
-                .unwrap_or_else(|_| panic!("{backend:?}: test hung for {HANG:?}"))
-        })
-        .unwrap();
-    }
-}
+mod support;
 
 fn cluster() -> &'static Cluster {
     Cluster::shared().unwrap()
@@ -162,54 +147,24 @@ fn connection_refused_names_the_syscall() {
     });
 }
 
-/// Bytes of one backend message: tag, length, body.
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Read one frontend message (tag + length + body) from a blocking socket.
-fn read_message(sock: &mut std::net::TcpStream, tagged: bool) -> Vec<u8> {
-    let mut head = vec![0u8; if tagged { 5 } else { 4 }];
-    sock.read_exact(&mut head).unwrap();
-    let len = i32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
-    let mut body = vec![0u8; len - 4];
-    sock.read_exact(&mut body).unwrap();
-    body
-}
-
-/// A fake server on a thread; returns its URL.
-fn fake_server(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(HANG)).unwrap();
-        script(sock);
-    });
-    format!("postgres://connlab:connlab@127.0.0.1:{port}/postgres")
-}
-
 #[test]
 fn server_with_a_wrong_scram_signature_is_refused() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
-            read_message(&mut sock, false); // StartupMessage
+            read_message(&mut sock, false).unwrap(); // StartupMessage
             let mut sasl = 10i32.to_be_bytes().to_vec();
             sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
             sock.write_all(&message(b'R', &sasl)).unwrap();
             // SASLInitialResponse: mechanism\0, Int32 len, "n,,n=,r=<client nonce>"
-            let body = read_message(&mut sock, true);
+            let (_, body) = read_message(&mut sock, true).unwrap();
             let first = String::from_utf8_lossy(&body[b"SCRAM-SHA-256\0".len() + 4..]).to_string();
             let client_nonce = first.rsplit("r=").next().unwrap().to_string();
             let server_first = format!("r={client_nonce}SERVERNONCE,s=c2FsdHNhbHRzYWx0,i=4096");
             let mut cont = 11i32.to_be_bytes().to_vec();
             cont.extend_from_slice(server_first.as_bytes());
             sock.write_all(&message(b'R', &cont)).unwrap();
-            read_message(&mut sock, true); // SASLResponse with the client proof
-                                           // A signature made without the password: 32 zero bytes.
+            read_message(&mut sock, true).unwrap(); // SASLResponse with the client proof
+                                                    // A signature made without the password: 32 zero bytes.
             let mut fin = 12i32.to_be_bytes().to_vec();
             fin.extend_from_slice(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
             sock.write_all(&message(b'R', &fin)).unwrap();
@@ -226,11 +181,11 @@ fn server_with_a_wrong_scram_signature_is_refused() {
 fn server_dying_mid_message_is_an_error_not_a_hang() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
-            read_message(&mut sock, false);
+            read_message(&mut sock, false).unwrap();
             sock.write_all(&message(b'R', &0i32.to_be_bytes())).unwrap();
             sock.write_all(&message(b'Z', b"I")).unwrap();
             for _ in ["Parse", "Bind", "Describe", "Execute", "Sync"] {
-                read_message(&mut sock, true);
+                read_message(&mut sock, true).unwrap();
             }
             // The first 7 bytes of a 20-byte RowDescription, then close.
             sock.write_all(&[b'T', 0, 0, 0, 19, 0, 1]).unwrap();
@@ -248,7 +203,7 @@ fn server_dying_mid_message_is_an_error_not_a_hang() {
 fn hostile_length_is_refused_at_once_without_waiting_or_allocating() {
     on_every_backend(|_| async {
         let url = fake_server(|mut sock| {
-            read_message(&mut sock, false);
+            read_message(&mut sock, false).unwrap();
             // "A DataRow of 2 GiB follows": a client that believed it would
             // allocate 2 GiB, or wait forever for the bytes.
             sock.write_all(&[b'D', 0x7f, 0xff, 0xff, 0xff]).unwrap();

@@ -18,6 +18,11 @@
 //! their own process so their CPU time can be read apart from the load
 //! generator's.
 
+// The examples' command-line layer (`--help` from the file's header, exit 2
+// on a usage error, quiet SIGPIPE), shared rather than copied.
+#[path = "../../examples/common/mod.rs"]
+pub mod common;
+
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
@@ -159,12 +164,11 @@ pub fn pin_to_cpu(pid: u32, cpu: usize) -> io::Result<()> {
 /// everything on CPU 0 with `--same-cpu`. Returns a line describing what
 /// was done, for the report; pinning is skipped (and said so) on a
 /// one-CPU machine or where `taskset` is missing.
-pub fn pin_client_and_server(server_pids: &[u32]) -> String {
+pub fn pin_client_and_server(server_pids: &[u32], same: bool) -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         return "not pinned (one CPU)".to_string();
     }
-    let same = flag("--same-cpu");
     let server_cpu = if same { 0 } else { 1 };
     let result = pin_to_cpu(std::process::id(), 0)
         .and_then(|()| server_pids.iter().try_for_each(|&pid| pin_to_cpu(pid, server_cpu)));
@@ -354,11 +358,6 @@ impl Table {
     }
 }
 
-/// A duration as microseconds with two decimals: `3.41 µs`.
-pub fn fmt_us(d: Duration) -> String {
-    format!("{:.2} µs", d.as_secs_f64() * 1e6)
-}
-
 /// A ratio as `1.07×`.
 pub fn fmt_ratio(r: f64) -> String {
     format!("{r:.2}×")
@@ -376,32 +375,6 @@ pub fn fmt_rate(per_second: f64) -> String {
         out.push(ch);
     }
     out
-}
-
-/// Read `--name value` from the command line, parsed, or the default when
-/// the option is absent. A value that does not parse ends the program with
-/// a message naming the option (a typo must not silently become the
-/// default).
-pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    opt_arg(name).unwrap_or(default)
-}
-
-/// Read `--name value` from the command line if present; see [`arg`].
-pub fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    match args.get(i + 1).map(|v| v.parse()) {
-        Some(Ok(value)) => Some(value),
-        _ => {
-            eprintln!("{name}: expected a value, got {:?}", args.get(i + 1));
-            std::process::exit(2);
-        }
-    }
-}
-
-/// Is the flag `--name` on the command line?
-pub fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
 }
 
 #[cfg(test)]

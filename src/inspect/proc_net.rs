@@ -34,6 +34,10 @@ pub const PROC_NET_TCP6: &str = "/proc/net/tcp6";
 /// The Unix-domain socket table.
 pub const PROC_NET_UNIX: &str = "/proc/net/unix";
 
+/// The `tr` value of [`TcpRow::timer`] for a socket in TIME_WAIT: its
+/// `when` is the time the socket has left to live.
+pub const TIMER_TIME_WAIT: u8 = 3;
+
 // ANCHOR: tcp_state
 /// A TCP socket's state, numbered as the kernel numbers it
 /// (`include/net/tcp_states.h`). The same number appears in
@@ -159,6 +163,10 @@ pub struct TcpRow {
     /// `rx_queue`: bytes received and not yet read; for a LISTEN socket,
     /// connections waiting in the accept queue.
     pub rx_queue: u32,
+    /// The pending timer, from the `tr:tm->when` column: which one (`tr`:
+    /// 0 none, 1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero-window probe)
+    /// and the clock ticks (`USER_HZ`, 100 a second) until it fires.
+    pub timer: (u8, u64),
     /// The owner's uid.
     pub uid: u32,
     /// The socket inode, 0 for TIME_WAIT and request sockets (no fd, no
@@ -173,6 +181,15 @@ fn hex_u32(hex: &str) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(hex, 16).ok()
+}
+
+/// `hex` as a number of 1 to 16 hex digits (the kernel prints timers with
+/// `%08lX`, so a long one can pass 8 digits).
+fn hex_u64(hex: &str) -> Option<u64> {
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
 }
 
 // ANCHOR: decode_addr
@@ -225,7 +242,8 @@ pub fn parse_tcp_row(line: &str) -> Option<TcpRow> {
     let state = TcpState::from_kernel(u8::try_from(hex_u32(st)?).ok()?)?;
     let (tx, rx) = fields.next()?.split_once(':')?;
     let (tx_queue, rx_queue) = (hex_u32(tx)?, hex_u32(rx)?);
-    let _timer = fields.next()?; // tr:tm->when, the pending timer
+    let (tr, when) = fields.next()?.split_once(':')?;
+    let timer = (u8::try_from(hex_u32(tr)?).ok()?, hex_u64(when)?);
     let _retransmits = fields.next()?;
     let uid = fields.next()?.parse().ok()?;
     let _timeout = fields.next()?;
@@ -239,6 +257,7 @@ pub fn parse_tcp_row(line: &str) -> Option<TcpRow> {
         state,
         tx_queue,
         rx_queue,
+        timer,
         uid,
         inode,
     })

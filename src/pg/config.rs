@@ -15,17 +15,34 @@
 //! and `Display` print `***`, so neither `{:?}` on a [`Config`] nor the
 //! narrator can leak it.
 //!
-//! Spec: the PostgreSQL manual, §34.1.1 "Connection Strings" and §34.15
-//! "Environment Variables". Simplifications: one host only (libpq accepts a
-//! comma-separated list to try in turn), no `key=value` strings, no TLS
-//! (`sslmode` may only be `disable`, `allow` or `prefer`, all of which
-//! libpq also lets run in clear).
+//! The URL parameters connlab reads, with libpq's names and meanings:
+//! `host`, `port`, `user`, `password`, `dbname`, `application_name`,
+//! `connect_timeout` (seconds for the *whole* connect: TCP handshake,
+//! startup and authentication), `keepalives`, `keepalives_idle`,
+//! `keepalives_interval`, `keepalives_count` (TCP keepalive, `tcp(7)`),
+//! `require_auth` (which authentication methods the server may choose, see
+//! [`RequireAuth`]). Limits a hostile server must not exceed (the SCRAM
+//! iteration range, the size of one message and of one result) are fields
+//! of [`Config`] with defaults; libpq has no URL names for them.
+//!
+//! Spec: the PostgreSQL manual, "Connection Strings" and "Parameter Key
+//! Words" in the libpq chapter, and "Environment Variables"
+//! (<https://www.postgresql.org/docs/current/libpq-connect.html>).
+//! Simplifications: one host only (libpq accepts a comma-separated list to
+//! try in turn), no `key=value` strings, no TLS (`sslmode` may only be
+//! `disable`, `allow` or `prefer`, all of which libpq also lets run in
+//! clear).
 
 use std::error::Error;
 use std::fmt;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::pg::auth::scram::{DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS};
+pub use crate::pg::auth::RequireAuth;
+use crate::pg::protocol::backend::DEFAULT_MAX_MESSAGE_LEN;
 
 /// The port PostgreSQL listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -104,8 +121,86 @@ pub struct Config {
     pub dbname: String,
     /// Shown in `pg_stat_activity.application_name`.
     pub application_name: Option<String>,
-    /// Give up on the TCP handshake after this long (`connect_timeout`, seconds).
+    /// Give up on connecting after this long (`connect_timeout`, whole
+    /// seconds, `PGCONNECT_TIMEOUT`): the TCP handshake, the startup and
+    /// the authentication together, as libpq does, so a server that accepts
+    /// and then says nothing (or drips a byte a second) cannot hang us.
+    /// Also bounds a [`CancelToken::cancel`](crate::pg::connection::CancelToken::cancel).
+    /// `None` (or `0` in the URL) waits forever.
     pub connect_timeout: Option<Duration>,
+    /// How many named statements each connection keeps parsed for
+    /// [`query`](crate::pg::Connection::query) (`statement_cache_size`;
+    /// default [`DEFAULT_STATEMENT_CACHE_SIZE`](crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE)).
+    /// `0` turns the cache off: every query then parses the unnamed
+    /// statement, which is what a transaction-mode pooler such as PgBouncer
+    /// needs (the next transaction may run on a backend that never saw our
+    /// Parse).
+    pub statement_cache_size: usize,
+    /// TCP keepalive on the socket (`keepalives*`); on by default, as in libpq.
+    pub keepalive: Keepalive,
+    /// The authentication methods the server may choose (`require_auth`,
+    /// `PGREQUIREAUTH`); by default any.
+    pub require_auth: RequireAuth,
+    /// The SCRAM iteration counts we agree to compute PBKDF2 for; by
+    /// default [`DEFAULT_MIN_ITERATIONS`]`..=`[`DEFAULT_MAX_ITERATIONS`],
+    /// where both ends are explained. Lower the floor to log in to a
+    /// server whose `scram_iterations` was lowered.
+    pub scram_iterations: RangeInclusive<u32>,
+    /// The longest message we accept once logged in (before that, at most
+    /// [`MAX_STARTUP_MESSAGE_LEN`]). Default: 1 GiB, the most a server can
+    /// send. Memory follows the bytes that arrive, not this number; lower
+    /// it when rows are known to be small, so a wrong server is cut off sooner.
+    pub max_message_len: usize,
+    /// The most row bytes one request may receive: the sizes of its DataRow
+    /// messages, which the buffered rows hold in at most about twice that
+    /// (a NULL is 4 bytes on the wire and 8 in memory). Past it the request fails with
+    /// [`Error::ResultTooLarge`](crate::pg::connection::Error::ResultTooLarge)
+    /// and the connection is closed. Default: 1 GiB; `None` for no limit.
+    pub max_result_bytes: Option<usize>,
+    /// The most rows one request may buffer, likewise. Default: no limit.
+    pub max_result_rows: Option<u64>,
+}
+
+/// The longest message a server may send before authentication is over:
+/// Authentication requests, ParameterStatus, BackendKeyData and an
+/// ErrorResponse are each a few hundred bytes. A stranger announcing more is
+/// refused at its header.
+pub const MAX_STARTUP_MESSAGE_LEN: usize = 64 * 1024;
+
+/// The default cap on one request's buffered rows: 1 GiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 30;
+
+/// The largest `connect_timeout` (and keepalive time) accepted: libpq
+/// reads these as a C `int`, so it refuses anything larger too.
+const MAX_SECONDS: u64 = i32::MAX as u64;
+
+/// TCP keepalive (`socket(7)` `SO_KEEPALIVE`; `tcp(7)` `TCP_KEEPIDLE`,
+/// `TCP_KEEPINTVL`, `TCP_KEEPCNT`): after `idle` without traffic the kernel
+/// sends a probe every `interval`, and after `count` unanswered probes it
+/// resets the connection, so a dead peer (a server host that lost power) is
+/// noticed instead of waited for. `None` keeps the kernel's setting
+/// (`net.ipv4.tcp_keepalive_time` = 7200 s, `_intvl` = 75 s, `_probes` = 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// `keepalives=1` (default) or `0`.
+    pub enabled: bool,
+    /// `keepalives_idle`: idle time before the first probe.
+    pub idle: Option<Duration>,
+    /// `keepalives_interval`: time between probes.
+    pub interval: Option<Duration>,
+    /// `keepalives_count`: unanswered probes before the connection is dropped.
+    pub count: Option<u32>,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            enabled: true,
+            idle: None,
+            interval: None,
+            count: None,
+        }
+    }
 }
 
 impl fmt::Display for Config {
@@ -160,6 +255,12 @@ struct Parts {
     dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Option<String>,
+    statement_cache_size: Option<String>,
+    keepalives: Option<String>,
+    keepalives_idle: Option<String>,
+    keepalives_interval: Option<String>,
+    keepalives_count: Option<String>,
+    require_auth: Option<String>,
 }
 
 impl Config {
@@ -182,6 +283,7 @@ impl Config {
 
     fn resolve(parts: Parts, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let pick = |given: Option<String>, var: &str| given.or_else(|| env(var)).filter(|v| !v.is_empty());
+        let keepalive = keepalive(&parts)?;
         let host = Host::parse(&pick(parts.host, "PGHOST").unwrap_or_else(|| DEFAULT_HOST.to_string()));
         let port = match pick(parts.port, "PGPORT") {
             Some(text) => parse_port(&text)?,
@@ -193,15 +295,20 @@ impl Config {
         let dbname = pick(parts.dbname, "PGDATABASE").unwrap_or_else(|| user.clone());
         // An empty password is still a password (`postgres://u:@h/`), so no filter here.
         let password = parts.password.or_else(|| env("PGPASSWORD")).map(Password);
+        // libpq: zero means wait forever.
         let connect_timeout = match pick(parts.connect_timeout, "PGCONNECT_TIMEOUT") {
-            Some(text) => {
-                let secs: u64 = text
-                    .parse()
-                    .map_err(|_| err(format!("connect_timeout {text:?} is not a number of seconds")))?;
-                // libpq: zero (or no value) means wait forever.
-                (secs > 0).then(|| Duration::from_secs(secs))
-            }
+            Some(text) => seconds("connect_timeout", &text, MAX_SECONDS)?,
             None => None,
+        };
+        let statement_cache_size = match parts.statement_cache_size {
+            Some(text) => text
+                .parse()
+                .map_err(|_| err(format!("statement_cache_size {text:?} is not a count of statements")))?,
+            None => crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE,
+        };
+        let require_auth = match pick(parts.require_auth, "PGREQUIREAUTH") {
+            Some(text) => RequireAuth::parse(&text).map_err(err)?,
+            None => RequireAuth::any(),
         };
         Ok(Config {
             host,
@@ -211,6 +318,13 @@ impl Config {
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
             connect_timeout,
+            statement_cache_size,
+            keepalive,
+            require_auth,
+            scram_iterations: DEFAULT_MIN_ITERATIONS..=DEFAULT_MAX_ITERATIONS,
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_result_bytes: Some(DEFAULT_MAX_RESULT_BYTES),
+            max_result_rows: None,
         })
     }
 
@@ -227,6 +341,45 @@ impl std::str::FromStr for Config {
     fn from_str(url: &str) -> Result<Config, ConfigError> {
         Config::from_url(url)
     }
+}
+
+/// A whole number of seconds from 0 to `max`; 0 is `None` ("no limit" or
+/// "the kernel's default", as libpq reads it). Refusing what does not fit,
+/// rather than saturating, tells the user their number was not used.
+fn seconds(name: &str, text: &str, max: u64) -> Result<Option<Duration>, ConfigError> {
+    Ok(count(name, text, max)?.map(Duration::from_secs))
+}
+
+/// A whole number from 0 to `max`, with 0 as `None`.
+fn count(name: &str, text: &str, max: u64) -> Result<Option<u64>, ConfigError> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok((n > 0).then_some(n)),
+        _ => Err(err(format!("{name} {text:?} is not a whole number from 0 to {max}"))),
+    }
+}
+
+/// The largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL` Linux accepts, in seconds
+/// (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL` in `include/net/tcp.h`).
+const MAX_KEEPALIVE_SECONDS: u64 = 32767;
+/// The largest `TCP_KEEPCNT` Linux accepts (`MAX_TCP_KEEPCNT`).
+const MAX_KEEPALIVE_COUNT: u64 = 127;
+
+fn keepalive(parts: &Parts) -> Result<Keepalive, ConfigError> {
+    let text = |v: &Option<String>| v.as_deref().filter(|t| !t.is_empty()).map(str::to_owned);
+    let enabled = match text(&parts.keepalives) {
+        Some(t) => count("keepalives", &t, 1)?.is_some(),
+        None => true,
+    };
+    let secs = |name, v: &Option<String>| text(v).map_or(Ok(None), |t| seconds(name, &t, MAX_KEEPALIVE_SECONDS));
+    Ok(Keepalive {
+        enabled,
+        idle: secs("keepalives_idle", &parts.keepalives_idle)?,
+        interval: secs("keepalives_interval", &parts.keepalives_interval)?,
+        count: match text(&parts.keepalives_count) {
+            Some(t) => count("keepalives_count", &t, MAX_KEEPALIVE_COUNT)?.map(|n| n as u32),
+            None => None,
+        },
+    })
 }
 
 fn parse_port(text: &str) -> Result<u16, ConfigError> {
@@ -281,6 +434,12 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
+            "statement_cache_size" => parts.statement_cache_size = Some(value),
+            "keepalives" => parts.keepalives = Some(value),
+            "keepalives_idle" => parts.keepalives_idle = Some(value),
+            "keepalives_interval" => parts.keepalives_interval = Some(value),
+            "keepalives_count" => parts.keepalives_count = Some(value),
+            "require_auth" => parts.require_auth = Some(value),
             "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
             "sslmode" => return Err(err(format!("sslmode={value}: connlab does not speak TLS (yet)"))),
             other => return Err(err(format!("unknown query parameter {other:?}"))),
@@ -441,6 +600,59 @@ mod tests {
             let e = parse(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn huge_connect_timeout_is_refused_not_a_panic() {
+        // 2^64 - 1 seconds once overflowed `Instant + Duration` in the timer code (exit 101).
+        let e = parse("postgres://u@h/db?connect_timeout=18446744073709551615").unwrap_err();
+        assert!(e.to_string().contains("connect_timeout"), "{e}");
+        let env = |name: &str| (name == "PGCONNECT_TIMEOUT").then(|| "18446744073709551615".to_string());
+        let e = Config::from_url_with_env("postgres://u@h/db", &env).unwrap_err();
+        assert!(e.to_string().contains("2147483647"), "{e}");
+        // The largest libpq accepts is accepted; 0 means no limit.
+        let c = parse("postgres://u@h/db?connect_timeout=2147483647").unwrap();
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(i32::MAX as u64)));
+        assert_eq!(
+            parse("postgres://u@h/db?connect_timeout=0").unwrap().connect_timeout,
+            None
+        );
+    }
+
+    #[test]
+    fn keepalive_parameters_follow_libpq() {
+        let c = parse("postgres://u@h/db").unwrap();
+        assert_eq!(c.keepalive, Keepalive::default());
+        assert!(c.keepalive.enabled);
+        let c = parse("postgres://u@h/db?keepalives_idle=7&keepalives_interval=3&keepalives_count=4").unwrap();
+        assert_eq!(c.keepalive.idle, Some(Duration::from_secs(7)));
+        assert_eq!(c.keepalive.interval, Some(Duration::from_secs(3)));
+        assert_eq!(c.keepalive.count, Some(4));
+        assert!(!parse("postgres://u@h/db?keepalives=0").unwrap().keepalive.enabled);
+        for bad in [
+            "keepalives=2",
+            "keepalives_idle=40000",
+            "keepalives_count=128",
+            "keepalives_interval=-1",
+        ] {
+            assert!(parse(&format!("postgres://u@h/db?{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn require_auth_comes_from_the_url_or_pgrequireauth() {
+        use crate::pg::auth::AuthMethod;
+        let c = parse("postgres://u@h/db?require_auth=scram-sha-256").unwrap();
+        assert!(c.require_auth.allows(AuthMethod::ScramSha256));
+        assert!(!c.require_auth.allows(AuthMethod::Password));
+        let env = |name: &str| (name == "PGREQUIREAUTH").then(|| "!password,!md5".to_string());
+        let c = Config::from_url_with_env("postgres://u@h/db", &env).unwrap();
+        assert!(!c.require_auth.allows(AuthMethod::Md5) && c.require_auth.allows(AuthMethod::None));
+        assert!(parse("postgres://u@h/db?require_auth=md5,!none").is_err());
+        assert!(parse("postgres://u@h/db")
+            .unwrap()
+            .require_auth
+            .allows(AuthMethod::Password));
     }
 
     fn encode(text: &str) -> String {

@@ -16,4 +16,4 @@ pub mod connection;
 pub mod protocol;
 
 pub use config::Config;
-pub use connection::Connection;
+pub use connection::{Connection, Notification};

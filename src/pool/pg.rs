@@ -7,7 +7,7 @@
 //! | connect | TCP handshake, StartupMessage, SASL (SCRAM-SHA-256) × 3, ParameterStatus…, BackendKeyData, ReadyForQuery | a `fork()` on the server; PBKDF2 (4096 HMAC-SHA-256 rounds) on the client only; ~4 round trips |
 //! | validate | `Query("")` → EmptyQueryResponse, ReadyForQuery | one round trip, no parse, no plan |
 //! | check | none: reads the status byte of the last ReadyForQuery (`I`, `T`, `E`) | nothing |
-//! | reset | `Query("ROLLBACK")` → CommandComplete, ReadyForQuery | one round trip |
+//! | reset | `Query("ROLLBACK")` if a transaction is open, `Query("UNLISTEN *")` if the holder ran LISTEN | one round trip each, none for a clean connection |
 //!
 //! Only the client stretches the password. The server keeps `StoredKey` and
 //! `ServerKey` (computed once, when the password was set) and at login
@@ -22,9 +22,11 @@
 //! there and in sync". `SELECT 1` would do the same job with a parse,
 //! a plan and a row.
 //!
-//! Simplification: the reset only ends the transaction. Session state a
-//! holder may have changed (`SET`, prepared statements, temp tables,
-//! `LISTEN`) survives into the next checkout. `DISCARD ALL` would clear it
+//! Simplification: the reset only ends the transaction and any LISTEN (whose
+//! notifications would otherwise reach the next holder). Other session
+//! state a holder may have changed (`SET`, temp tables, its own prepared
+//! statements) survives into the next checkout; the statement cache's
+//! statements survive on purpose, since reusing them is the point. `DISCARD ALL` would clear it
 //! (PgBouncer's default `server_reset_query`, and close to asyncpg's reset),
 //! at the price of a heavier statement on *every* release and of the
 //! client's cached prepared statements; run it yourself before releasing if
@@ -91,6 +93,10 @@ impl Manager for PgManager {
             // (`pg_terminate_backend`), or a query abandoned halfway.
             return Health::Broken;
         }
+        if conn.is_listening() {
+            // Its notifications would reach the next holder.
+            return Health::NeedsReset;
+        }
         match conn.transaction_status() {
             TransactionStatus::Idle => Health::Clean,
             // `BEGIN` without `COMMIT`, or a failed statement inside a
@@ -101,6 +107,12 @@ impl Manager for PgManager {
     // ANCHOR_END: check
 
     async fn reset(&self, conn: &mut Connection) -> Result<(), Error> {
-        conn.simple_query(RESET_QUERY).await.map(drop)
+        if conn.transaction_status() != TransactionStatus::Idle {
+            conn.simple_query(RESET_QUERY).await?;
+        }
+        if conn.is_listening() {
+            conn.unlisten_all().await?;
+        }
+        Ok(())
     }
 }

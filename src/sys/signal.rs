@@ -89,3 +89,22 @@ pub fn read_signal(fd: RawFd) -> io::Result<i32> {
     );
     Ok(signal)
 }
+
+/// Give `SIGPIPE` back its default action (end the process quietly), as a
+/// command-line tool wants: `example | head -1` should stop the example
+/// when `head` exits, not make its next `println!` panic with `EPIPE`.
+///
+/// Rust's runtime sets `SIGPIPE` to `SIG_IGN` before `main`, so a write to
+/// a closed pipe returns `EPIPE` instead; that is right for a server, where
+/// a vanished peer must not kill the process. connlab's own socket writes
+/// pass `MSG_NOSIGNAL` to `send(2)` (see [`super::socket`]), so restoring
+/// the default changes only what happens on stdout and other pipes.
+pub fn default_sigpipe() -> io::Result<()> {
+    // SAFETY: signal() with SIG_DFL installs no handler of ours, so no code
+    // can run in signal context; it only changes this process's disposition.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if previous == libc::SIG_ERR {
+        return Err(super::last_error("signal", "SIGPIPE, SIG_DFL"));
+    }
+    Ok(())
+}

@@ -184,7 +184,17 @@ pub fn take_error(fd: RawFd) -> io::Result<i32> {
 
 /// Set an integer socket option that is either on or off.
 fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool, shown: &'static str) -> io::Result<()> {
-    let value: libc::c_int = on.into();
+    set_int(fd, level, name, on.into(), shown)
+}
+
+/// Set an integer socket option.
+fn set_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+    shown: &'static str,
+) -> io::Result<()> {
     // SAFETY: value is a readable c_int and the length says so.
     let ret = unsafe {
         libc::setsockopt(
@@ -198,6 +208,48 @@ fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool, shown: &
     cvt(ret, "setsockopt", format_args!("fd {fd}, {shown}, {value}"))?;
     crate::narrate!("setsockopt({fd}, {shown}, {value}) = 0");
     Ok(())
+}
+
+/// `setsockopt(SO_KEEPALIVE)`: let the kernel probe an idle connection and
+/// reset it when the peer stops answering (`socket(7)`); the timing comes
+/// from the three `TCP_KEEP*` options below or the `net.ipv4.tcp_keepalive_*`
+/// sysctls (`tcp(7)`).
+pub fn set_keepalive(fd: RawFd, on: bool) -> io::Result<()> {
+    set_flag(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, on, "SOL_SOCKET, SO_KEEPALIVE")
+}
+
+/// `setsockopt(TCP_KEEPIDLE)`: seconds of silence before the first probe
+/// (1 to 32767, else `EINVAL`).
+pub fn set_keepalive_idle(fd: RawFd, seconds: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        seconds,
+        "IPPROTO_TCP, TCP_KEEPIDLE",
+    )
+}
+
+/// `setsockopt(TCP_KEEPINTVL)`: seconds between probes (1 to 32767).
+pub fn set_keepalive_interval(fd: RawFd, seconds: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        seconds,
+        "IPPROTO_TCP, TCP_KEEPINTVL",
+    )
+}
+
+/// `setsockopt(TCP_KEEPCNT)`: unanswered probes before the reset (1 to 127).
+pub fn set_keepalive_count(fd: RawFd, probes: libc::c_int) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        probes,
+        "IPPROTO_TCP, TCP_KEEPCNT",
+    )
 }
 
 /// `setsockopt(TCP_NODELAY)`: send small writes at once instead of letting

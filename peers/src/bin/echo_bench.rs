@@ -43,9 +43,10 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, ServerProcess, Shuffler, Table};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -370,12 +371,51 @@ fn tool_available(tool: &str) -> bool {
         .is_ok()
 }
 
-fn main() -> io::Result<()> {
-    let rounds: usize = connlab_peers::arg("--rounds", 5);
-    let secs: f64 = connlab_peers::arg("--secs", 1.5);
-    let conns: usize = connlab_peers::arg("--conns", 50);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_bench.rs"));
+    let options = Options {
+        rounds: args.value("--rounds N", 5, "rounds, each server once per round (default 5)"),
+        secs: args
+            .value(
+                "--secs S",
+                Seconds(Duration::from_millis(1500)),
+                "seconds per run, 0.1 to 30 (default 1.5)",
+            )
+            .0
+            .as_secs_f64(),
+        conns: args.value("--conns N", 50, "client connections (default 50)"),
+        against: args.opt("--against IP:PORT", "load only, against a server started by hand"),
+        same_cpu: args.flag("--same-cpu", "pin client and servers to the same CPU"),
+        strace: args.flag("--strace", "count syscalls with strace even if perf is installed"),
+        no_syscalls: args.flag("--no-syscalls", "skip the syscall count"),
+    };
+    args.finish();
+    common::exit("echo_bench", run_all(options))
+}
+
+/// The command line.
+struct Options {
+    rounds: usize,
+    secs: f64,
+    conns: usize,
+    against: Option<SocketAddr>,
+    same_cpu: bool,
+    strace: bool,
+    no_syscalls: bool,
+}
+
+fn run_all(options: Options) -> io::Result<()> {
+    let Options {
+        rounds,
+        secs,
+        conns,
+        against,
+        same_cpu,
+        strace,
+        no_syscalls,
+    } = options;
     let duration = Duration::from_secs_f64(secs.clamp(0.1, 30.0));
-    if let Some(addr) = connlab_peers::opt_arg::<SocketAddr>("--against") {
+    if let Some(addr) = against {
         // Load only, for profiling a server started by hand.
         let mut clients = connect_all(addr, conns)?;
         let (messages, elapsed) = drive(&mut clients, duration)?;
@@ -396,7 +436,7 @@ fn main() -> io::Result<()> {
     // Counted before pinning: afterwards this process sees only its own CPU.
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pids: Vec<u32> = servers.iter().map(|(_, s)| s.pid()).collect();
-    let pinning = connlab_peers::pin_client_and_server(&pids);
+    let pinning = connlab_peers::pin_client_and_server(&pids, same_cpu);
     println!(
         "echo: {conns} connections × {MSG_LEN}-byte ping-pong, {rounds} rounds × {secs} s per server, shuffled; \
          one mio client thread; {cpus} CPUs, {pinning}"
@@ -460,10 +500,10 @@ fn main() -> io::Result<()> {
         }
     }
 
-    if connlab_peers::flag("--no-syscalls") {
+    if no_syscalls {
         return Ok(());
     }
-    let counter = if !connlab_peers::flag("--strace") && tool_available("perf") {
+    let counter = if !strace && tool_available("perf") {
         Counter::Perf
     } else if tool_available("strace") {
         Counter::Strace

@@ -12,31 +12,31 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use connlab::net::echo::{self, EchoOptions};
 use connlab::net::TcpListener;
-use connlab::poller::{Backend, Mode};
 use connlab::reactor::Config;
+use connlab_peers::common::{self, Args, ModeArg};
 
 /// The accept queue's length: room for the load generator's burst of connects.
 const BACKLOG: i32 = 1024;
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let backend: Backend = connlab_peers::arg("--backend", Backend::Epoll);
-    let mut config = Config::new(backend).short_read_means_drained(!connlab_peers::flag("--drain-to-eagain"));
-    match connlab_peers::opt_arg::<String>("--mode").as_deref() {
-        None => {}
-        Some("edge") => config = config.mode(Mode::Edge),
-        Some("level") => config = config.mode(Mode::Level),
-        Some("oneshot") => config = config.mode(Mode::OneShot),
-        Some(other) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unknown mode {other:?}: expected edge, level or oneshot"),
-            ))
-        }
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_connlab.rs"));
+    let addr = args.listen_addr(0);
+    let backend = args.backend();
+    let mode = args.opt::<ModeArg>("--mode M", "edge, level or oneshot (default: the reactor's)");
+    let drain = args.flag("--drain-to-eagain", "read until EAGAIN after a short read");
+    args.finish();
+    let mut config = Config::new(backend).short_read_means_drained(!drain);
+    if let Some(ModeArg(mode)) = mode {
+        config = config.mode(mode);
     }
+    common::exit("echo_connlab", run(config, addr))
+}
+
+fn run(config: Config, addr: SocketAddr) -> io::Result<()> {
     config.block_on(async move {
         let listener = TcpListener::bind(addr, BACKLOG)?;
         connlab_peers::announce(listener.local_addr()?);

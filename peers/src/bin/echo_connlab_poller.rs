@@ -14,8 +14,10 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::ExitCode;
 
 use connlab::poller::{Backend, Events, Interest, Mode, Poller, Token};
+use connlab_peers::common::{self, Args, ModeArg};
 
 const LISTENER: Token = Token(usize::MAX);
 /// Events per wait; the same figure the mio server uses.
@@ -29,14 +31,25 @@ struct Conn {
     pending: Vec<u8>,
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
-    let backend: Backend = connlab_peers::arg("--backend", Backend::Epoll);
-    let mode = match connlab_peers::arg("--mode", String::from("edge")).as_str() {
-        "level" => Mode::Level,
-        _ if backend == Backend::Epoll => Mode::Edge,
-        _ => Mode::Level,
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_connlab_poller.rs"));
+    let addr = args.listen_addr(0);
+    let backend = args.backend();
+    let mode = args.opt::<ModeArg>("--mode M", "edge or level (default: edge on epoll, level elsewhere)");
+    args.check(
+        !matches!(mode, Some(ModeArg(Mode::OneShot))),
+        "--mode oneshot: this server never re-arms a registration; use edge or level",
+    );
+    args.finish();
+    let mode = match mode {
+        Some(ModeArg(mode)) => mode,
+        None if backend == Backend::Epoll => Mode::Edge,
+        None => Mode::Level,
     };
+    common::exit("echo_connlab_poller", run(addr, backend, mode))
+}
+
+fn run(addr: SocketAddr, backend: Backend, mode: Mode) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let mut poller = backend.open()?;

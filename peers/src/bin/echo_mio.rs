@@ -9,6 +9,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use connlab_peers::common::{self, Args};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -25,8 +28,14 @@ struct Conn {
     pending: Vec<u8>,
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_mio.rs"));
+    let addr = args.listen_addr(0);
+    args.finish();
+    common::exit("echo_mio", run(addr))
+}
+
+fn run(addr: SocketAddr) -> io::Result<()> {
     let mut listener = TcpListener::bind(addr)?;
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;

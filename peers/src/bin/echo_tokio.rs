@@ -9,6 +9,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use connlab_peers::common::{self, Args};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -16,8 +19,14 @@ use tokio::net::TcpListener;
 /// Per-connection read buffer; a 64-byte echo never needs more.
 const READ_BUF: usize = 4096;
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = connlab_peers::arg("--addr", "127.0.0.1:0".parse().expect("literal address"));
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_tokio.rs"));
+    let addr = args.listen_addr(0);
+    args.finish();
+    common::exit("echo_tokio", run(addr))
+}
+
+fn run(addr: SocketAddr) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;

@@ -15,14 +15,15 @@
 //!   exchange (PBKDF2 with 4096 iterations on both sides), the server's
 //!   ParameterStatus flood, ReadyForQuery. libpq's figure is pgbench's
 //!   `-C` "average connection time": a mean, not a median.
-//! - **sequential**: one connection, the statement prepared once, then
+//! - **sequential**: one connection, the statement prepared once (connlab:
+//!   by its statement cache, on the first plain `query()`), then
 //!   `SELECT name FROM users WHERE id = $1` with a random id in 1..=1000,
 //!   one at a time: p50, p99 and queries per second. pgbench's per-query
 //!   latencies come from its `-l` log.
 //! - **pipelined**: batches of `PIPELINE_DEPTH` queries sent before
 //!   waiting for any reply, then all replies read. Each client in its own
-//!   idiom: connlab's `Connection::pipeline` (Parse/Bind/Describe/Execute
-//!   per query, one Sync per batch), pgbench's `\startpipeline` …
+//!   idiom: connlab's `Connection::pipeline` (Bind/Execute per query once
+//!   the statement cache has it, one Sync per batch), pgbench's `\startpipeline` …
 //!   `\endpipeline` with `-M extended` (the same messages), and
 //!   tokio-postgres running `PIPELINE_DEPTH` queries of a prepared
 //!   statement at once (its connection task writes them back to back, one
@@ -41,11 +42,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connlab::testbed::postgres::{Cluster, DATABASE, SCRAM};
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, percentile, Shuffler, Table};
 
 /// The query every client runs.
@@ -159,14 +161,14 @@ mod connlab_pg {
     pub fn sequential(url: &str, duration: Duration, ids: &mut Ids) -> io::Result<Sequential> {
         block_on(async {
             let mut conn = Connection::connect_url(url).await.map_err(io::Error::other)?;
-            let stmt = conn.prepare(QUERY).await.map_err(io::Error::other)?;
             let mut latency_us = Vec::new();
             let cpu0 = own_cpu()?;
             let start = Instant::now();
             while start.elapsed() < duration {
                 let id = ids.next();
                 let t = Instant::now();
-                let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                // Plain query(): the statement cache parses it on the first call only.
+                let rows = conn.query(QUERY, &[&id]).await.map_err(io::Error::other)?;
                 latency_us.push(t.elapsed().as_secs_f64() * 1e6);
                 name_of(id, &rows)?;
             }
@@ -191,7 +193,8 @@ mod connlab_pg {
                 let batch_ids: Vec<i32> = (0..PIPELINE_DEPTH).map(|_| ids.next()).collect();
                 let params: Vec<[&dyn ToSql; 1]> = batch_ids.iter().map(|id| [id as &dyn ToSql]).collect();
                 let batch: Vec<(&str, &[&dyn ToSql])> = params.iter().map(|p| (QUERY, &p[..])).collect();
-                // One write: Parse/Bind/Describe/Execute × depth, then one Sync.
+                // One write: Bind/Execute × depth (Parse + Describe too, the
+                // first time, before the statement cache has it), then one Sync.
                 let results = conn.pipeline(&batch).await.map_err(io::Error::other)?;
                 for (id, rows) in batch_ids.iter().zip(results) {
                     name_of(*id, &rows.map_err(io::Error::other)?)?;
@@ -476,25 +479,61 @@ fn check_name(id: i32, name: &str) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pg_bench.rs"));
     // Many short rounds rather than a few long ones: on this shared machine
     // a round trip's cost jumps between two regimes for seconds at a time
     // (see docs/comparisons.md), and a median needs many samples of each.
-    let rounds: usize = connlab_peers::arg("--rounds", 5);
-    let secs: f64 = connlab_peers::arg("--secs", 1.0);
-    let connects: usize = connlab_peers::arg("--connects", 10);
+    let options = Options {
+        rounds: args.value("--rounds N", 5, "rounds, each client once per round (default 5)"),
+        secs: args
+            .value(
+                "--secs S",
+                Seconds(Duration::from_secs(1)),
+                "seconds per sequential run, 1 to 30 (default 1)",
+            )
+            .0
+            .as_secs_f64(),
+        connects: args.value("--connects N", 10, "connects timed per round (default 10)"),
+        serve: args.opt(
+            "--serve SECS",
+            "no benchmark: keep the server up that long (at most 3600)",
+        ),
+        same_cpu: args.flag("--same-cpu", "pin client and server to the same CPU"),
+    };
+    args.finish();
+    common::exit("pg_bench", run(options))
+}
+
+/// The command line.
+struct Options {
+    rounds: usize,
+    secs: f64,
+    connects: usize,
+    serve: Option<u64>,
+    same_cpu: bool,
+}
+
+fn run(options: Options) -> io::Result<()> {
+    let Options {
+        rounds,
+        secs,
+        connects,
+        serve,
+        same_cpu,
+    } = options;
     let duration = Duration::from_secs_f64(secs.clamp(1.0, 30.0));
     let pipe_duration = Duration::from_secs_f64((secs * PIPELINE_SECS_FRACTION).clamp(1.0, 30.0));
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
-    if let Some(secs) = connlab_peers::opt_arg::<u64>("--serve") {
+    if let Some(secs) = serve {
         // No benchmark: keep the server up for poking at by hand (psql, pgbench).
         println!("{url}  (up for {secs} s)");
         std::thread::sleep(Duration::from_secs(secs.min(3600)));
         return Ok(());
     }
-    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>(), same_cpu);
     let scripts = libpq::Scripts::write()?;
     let mut clients = vec![Client::Connlab, Client::TokioPostgres];
     if libpq::available() {

@@ -12,7 +12,7 @@
 //!    bookkeeping. Timed in batches of `BATCH` (one clock read costs about
 //!    as much as what is measured), the median batch's time per operation.
 //! 2. **pooled throughput**: `TASKS` tasks on a pool of `POOL_SIZE`, each
-//!    looping acquire → prepared `SELECT name FROM users WHERE id = $1` →
+//!    looping acquire → cached `SELECT name FROM users WHERE id = $1` →
 //!    release, for `--secs`; rounds interleaved, median queries/s.
 //! 3. **pooled vs unpooled**, connlab alone: the same 8 tasks, but each
 //!    query on a fresh `pg::Connection` (TCP connect, startup, SCRAM,
@@ -33,14 +33,17 @@
 //! validation round trip on a hot connection (deadpool's `Fast` recycling;
 //! connlab's default `OnAcquire` skips the ping for a connection used in
 //! the last 500 ms, which under load is every one), and each task reuses a
-//! statement prepared once per connection (deadpool's `prepare_cached`; a
-//! per-connection map here, connlab having no statement cache).
+//! statement prepared once per connection, each in its own idiom:
+//! deadpool's `prepare_cached`, and connlab's plain `query()`, whose
+//! per-connection statement cache does the same.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connlab::testbed::postgres::{Cluster, TRUST};
+use connlab_peers::common::{self, Args, Seconds};
 use connlab_peers::{fmt_rate, fmt_ratio, median, Shuffler, Table};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -171,11 +174,8 @@ mod deadpool {
 
 mod connlab_pool {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::rc::Rc;
 
-    use connlab::pg::connection::Statement;
     use connlab::pg::Connection;
     use connlab::poller::Backend;
     use connlab::pool::pg::PgManager;
@@ -216,28 +216,22 @@ mod connlab_pool {
     pub fn pooled_qps(url: &str, duration: Duration) -> io::Result<f64> {
         block_on(async {
             let pool = pool(url).await?;
-            // The statement each connection has prepared, by the pool's id for it.
-            let prepared: Rc<RefCell<HashMap<u64, Rc<Statement>>>> = Rc::default();
             let start = Instant::now();
             let deadline = start + duration;
             let tasks: Vec<_> = (0..TASKS)
                 .map(|task| {
-                    let (pool, prepared) = (pool.clone(), prepared.clone());
+                    let pool = pool.clone();
                     reactor::spawn(async move {
                         let mut n = 0u64;
                         while Instant::now() < deadline {
                             let mut conn = pool.acquire().await?;
-                            let known = prepared.borrow().get(&conn.id()).cloned();
-                            let stmt = match known {
-                                Some(stmt) => stmt,
-                                None => {
-                                    let stmt = Rc::new(conn.prepare(QUERY).await.map_err(io::Error::other)?);
-                                    prepared.borrow_mut().insert(conn.id(), stmt.clone());
-                                    stmt
-                                }
-                            };
                             let id = id_for(task, n);
-                            let rows = conn.query_prepared(&stmt, &[&id]).await.map_err(io::Error::other)?;
+                            // ANCHOR: connlab_pooled_query
+                            // The idiomatic call: the connection's statement
+                            // cache turns it into Bind/Execute/Sync after the
+                            // first time on each connection.
+                            let rows = conn.query(QUERY, &[&id]).await.map_err(io::Error::other)?;
+                            // ANCHOR_END: connlab_pooled_query
                             let row = rows
                                 .get(0)
                                 .ok_or_else(|| io::Error::other(format!("id {id}: no row")))?;
@@ -368,15 +362,26 @@ fn check_row(id: i32, name: &str) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
-    let rounds: usize = connlab_peers::arg("--rounds", 3);
-    let secs: f64 = connlab_peers::arg("--secs", 2.0);
+fn main() -> ExitCode {
+    let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("pool_bench.rs"));
+    let rounds = args.value("--rounds N", 3, "rounds, each pool once per round (default 3)");
+    let secs = args.value(
+        "--secs S",
+        Seconds(Duration::from_secs(2)),
+        "seconds per run, 0.5 to 30 (default 2)",
+    );
+    let same_cpu = args.flag("--same-cpu", "pin client and server to the same CPU");
+    args.finish();
+    common::exit("pool_bench", run(rounds, secs.0.as_secs_f64(), same_cpu))
+}
+
+fn run(rounds: usize, secs: f64, same_cpu: bool) -> io::Result<()> {
     let duration = Duration::from_secs_f64(secs.clamp(0.5, 30.0));
 
     let cluster = Cluster::start()?;
     let url = cluster.url();
     let contestants = [Contestant::Connlab, Contestant::Deadpool];
-    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>());
+    let pinning = connlab_peers::pin_client_and_server(&cluster.pid().into_iter().collect::<Vec<_>>(), same_cpu);
     println!(
         "pool: one throwaway server on 127.0.0.1:{} (SCRAM-SHA-256); {TASKS} tasks on a pool of {POOL_SIZE}, \
          {rounds} rounds × {secs} s, shuffled; {pinning}",

@@ -17,14 +17,17 @@
 
 use std::fmt;
 use std::io;
+use std::ops::RangeInclusive;
 
 use md5::{Digest, Md5};
 
 use super::protocol::backend::Authentication;
 use super::protocol::{frontend, EncodeError};
 
+mod require;
 pub mod scram;
 
+pub use require::{AuthMethod, RequireAuth};
 pub use scram::ScramSha256;
 
 /// Authentication that cannot proceed. (A password the server rejects is not one of these: the server
@@ -45,7 +48,21 @@ pub enum AuthError {
     /// The server's SCRAM nonce does not extend ours.
     NonceMismatch,
     /// The server asked for a PBKDF2 iteration count outside the accepted range.
-    IterationsOutOfRange(u32),
+    IterationsOutOfRange {
+        /// The count in the server-first-message.
+        asked: u32,
+        /// The fewest we accept.
+        min: u32,
+        /// The most we accept.
+        max: u32,
+    },
+    /// The server chose a method that `require_auth` refuses (see [`RequireAuth`]).
+    MethodRefused {
+        /// The method the server asked for (`none` if it asked for nothing).
+        method: AuthMethod,
+        /// The methods the policy allows.
+        allowed: RequireAuth,
+    },
     /// The server sent SCRAM's `e=` error attribute.
     ServerError(String),
     /// The server's SCRAM signature is wrong: it does not know the password's verifier.
@@ -81,11 +98,22 @@ impl fmt::Display for AuthError {
             AuthError::Unexpected(what) => write!(f, "authentication: unexpected {what}"),
             AuthError::Malformed(what) => write!(f, "SCRAM: {what}"),
             AuthError::NonceMismatch => f.write_str("SCRAM: the server's nonce does not extend ours"),
-            AuthError::IterationsOutOfRange(i) => write!(
+            AuthError::IterationsOutOfRange { asked, min, max } => write!(
                 f,
-                "SCRAM: the server asks for {i} PBKDF2 iterations; connlab accepts {} to {}",
-                scram::MIN_ITERATIONS,
-                scram::MAX_ITERATIONS
+                "SCRAM: the server asks for {asked} PBKDF2 iterations; this client accepts {min} to {max} \
+                 (Config::scram_iterations)"
+            ),
+            AuthError::MethodRefused {
+                method: AuthMethod::None,
+                allowed,
+            } => write!(
+                f,
+                "the server let us in without asking for any authentication, which require_auth={allowed} refuses"
+            ),
+            AuthError::MethodRefused { method, allowed } => write!(
+                f,
+                "the server asks for authentication method {}, which require_auth={allowed} refuses",
+                method.keyword()
             ),
             AuthError::ServerError(e) => write!(f, "SCRAM: the server reports error {e:?}"),
             AuthError::BadServerSignature => {
@@ -111,10 +139,11 @@ impl From<AuthError> for io::Error {
             AuthError::UnsupportedMethod(_) | AuthError::NoSupportedMechanism(_) => io::ErrorKind::Unsupported,
             AuthError::PasswordRequired(_) | AuthError::Encode(_) => io::ErrorKind::InvalidInput,
             AuthError::Random(_) => io::ErrorKind::Other,
-            AuthError::NonceMismatch | AuthError::BadServerSignature | AuthError::ServerError(_) => {
-                io::ErrorKind::PermissionDenied
-            }
-            AuthError::Unexpected(_) | AuthError::Malformed(_) | AuthError::IterationsOutOfRange(_) => {
+            AuthError::NonceMismatch
+            | AuthError::BadServerSignature
+            | AuthError::ServerError(_)
+            | AuthError::MethodRefused { .. } => io::ErrorKind::PermissionDenied,
+            AuthError::Unexpected(_) | AuthError::Malformed(_) | AuthError::IterationsOutOfRange { .. } => {
                 io::ErrorKind::InvalidData
             }
         };
@@ -206,6 +235,8 @@ pub struct Authenticator {
     password: Option<String>,
     method: Option<&'static str>,
     phase: Phase,
+    require: RequireAuth,
+    iterations: RangeInclusive<u32>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -226,7 +257,21 @@ impl Authenticator {
             password: password.map(str::to_owned),
             method: None,
             phase: Phase::Start,
+            require: RequireAuth::any(),
+            iterations: scram::DEFAULT_MIN_ITERATIONS..=scram::DEFAULT_MAX_ITERATIONS,
         }
+    }
+
+    /// Let the server use only the methods `require` allows (by default, any).
+    pub fn require(mut self, require: RequireAuth) -> Authenticator {
+        self.require = require;
+        self
+    }
+
+    /// Run SCRAM only for an iteration count within `range` (see [`ScramSha256::accept_iterations`]).
+    pub fn scram_iterations(mut self, range: RangeInclusive<u32>) -> Authenticator {
+        self.iterations = range;
+        self
     }
 
     /// The method the server chose, once it has: `"trust"`, `"cleartext password"`, `"MD5"`,
@@ -248,11 +293,16 @@ impl Authenticator {
                         ));
                     }
                 }
+                if matches!(self.phase, Phase::Start) {
+                    // No challenge at all: the `none` method, which require_auth may refuse.
+                    self.check_allowed(AuthMethod::None)?;
+                }
                 self.method.get_or_insert("trust");
                 self.phase = Phase::Done;
                 Ok(AuthStep::Done)
             }
             Authentication::CleartextPassword => {
+                self.check_allowed(AuthMethod::Password)?;
                 self.expect_start("cleartext password")?;
                 let password = self
                     .password
@@ -263,6 +313,7 @@ impl Authenticator {
                 Ok(AuthStep::Send)
             }
             Authentication::Md5Password { salt } => {
+                self.check_allowed(AuthMethod::Md5)?;
                 self.expect_start("MD5")?;
                 let password = self.password.as_deref().ok_or(AuthError::PasswordRequired("MD5"))?;
                 frontend::password_message(out, &md5_password(&self.user, password, *salt))?;
@@ -270,10 +321,11 @@ impl Authenticator {
                 Ok(AuthStep::Send)
             }
             Authentication::Sasl(mechanisms) => {
+                self.check_allowed(AuthMethod::ScramSha256)?;
                 self.expect_start("SASL")?;
                 let mechanism = choose_mechanism(mechanisms.iter())?;
                 let password = self.password.as_deref().ok_or(AuthError::PasswordRequired(mechanism))?;
-                let scram = ScramSha256::new(password)?;
+                let scram = ScramSha256::new(password)?.accept_iterations(self.iterations.clone());
                 frontend::sasl_initial_response(out, mechanism, scram.client_first())?;
                 self.phase = Phase::Scram(Box::new(scram));
                 Ok(AuthStep::Send)
@@ -295,7 +347,26 @@ impl Authenticator {
                 scram.server_final(data)?;
                 Ok(AuthStep::Wait)
             }
-            other => Err(AuthError::UnsupportedMethod(other.method_name())),
+            Authentication::Gss | Authentication::GssContinue(_) => {
+                self.check_allowed(AuthMethod::Gss)?;
+                Err(AuthError::UnsupportedMethod(request.method_name()))
+            }
+            Authentication::Sspi => {
+                self.check_allowed(AuthMethod::Sspi)?;
+                Err(AuthError::UnsupportedMethod(request.method_name()))
+            }
+            Authentication::KerberosV5 => Err(AuthError::UnsupportedMethod(request.method_name())),
+        }
+    }
+
+    /// Refuse, before answering anything, a method the policy does not allow.
+    fn check_allowed(&self, method: AuthMethod) -> Result<(), AuthError> {
+        match self.require.allows(method) {
+            true => Ok(()),
+            false => Err(AuthError::MethodRefused {
+                method,
+                allowed: self.require,
+            }),
         }
     }
 
@@ -351,6 +422,31 @@ mod tests {
         assert!(matches!(
             auth.respond(&Authentication::Ok, &mut out),
             Err(AuthError::Unexpected(_))
+        ));
+    }
+
+    #[test]
+    fn a_refused_method_is_refused_before_anything_is_written() {
+        let only_scram = RequireAuth::parse("scram-sha-256").unwrap();
+        let mut out = Vec::new();
+        let mut auth = Authenticator::new("u", Some("hunter2")).require(only_scram);
+        let err = auth.respond(&Authentication::CleartextPassword, &mut out).unwrap_err();
+        assert!(matches!(
+            err,
+            AuthError::MethodRefused {
+                method: AuthMethod::Password,
+                ..
+            }
+        ));
+        assert!(out.is_empty(), "the password must not be encoded");
+        let mut auth = Authenticator::new("u", Some("hunter2")).require(only_scram);
+        let err = auth.respond(&Authentication::Ok, &mut out).unwrap_err();
+        assert!(matches!(
+            err,
+            AuthError::MethodRefused {
+                method: AuthMethod::None,
+                ..
+            }
         ));
     }
 

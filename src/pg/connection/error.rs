@@ -39,6 +39,20 @@ pub enum Error {
     /// In a pipeline: this statement never ran, because an earlier one in
     /// the same batch failed and the server skipped ahead to Sync.
     Skipped,
+    /// A request's rows went past a configured limit
+    /// ([`Config::max_result_bytes`](crate::pg::config::Config::max_result_bytes)
+    /// or [`max_result_rows`](crate::pg::config::Config::max_result_rows)).
+    /// The rest of the result was not read and the connection is closed.
+    ResultTooLarge {
+        /// The limit's name, `max_result_bytes` or `max_result_rows`.
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+    },
+    /// This call cannot serve that statement; the connection is still
+    /// usable and the message names the call that can (a `COPY` sent
+    /// through `query`, say).
+    Unsupported(&'static str),
     /// A column value could not become the Rust type asked for.
     Conversion {
         /// The column's name (or `value`).
@@ -67,8 +81,15 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         match self {
             Error::Db(db) => is_fatal_severity(db),
-            Error::Io(_) | Error::Protocol(_) | Error::Unexpected(_) | Error::Closed(_) | Error::Auth(_) => true,
-            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Conversion { .. } => false,
+            Error::Io(_)
+            | Error::Protocol(_)
+            | Error::Unexpected(_)
+            | Error::Closed(_)
+            | Error::Auth(_)
+            | Error::ResultTooLarge { .. } => true,
+            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Unsupported(_) | Error::Conversion { .. } => {
+                false
+            }
         }
     }
 
@@ -99,7 +120,12 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "{e}"),
             Error::Unexpected(what) => write!(f, "protocol error: unexpected {what}"),
             Error::Closed(why) => write!(f, "connection is closed: {why}"),
+            Error::ResultTooLarge { limit, max } => write!(
+                f,
+                "the result is larger than {limit} ({max}); the connection was closed without reading the rest"
+            ),
             Error::Skipped => f.write_str("not executed: an earlier statement in the pipeline failed"),
+            Error::Unsupported(what) => write!(f, "not supported by this call: {what}"),
             Error::Conversion { column, reason } => write!(f, "column {column} {reason}"),
         }
     }

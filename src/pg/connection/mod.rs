@@ -30,7 +30,8 @@
 //! (Rust values ↔ text format), `rows.rs` (results), `error.rs` (the typed
 //! error), `tap.rs` (a record of the messages, for the examples).
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -40,25 +41,48 @@ use std::time::{Duration, Instant};
 
 use crate::net::{Stream, TcpStream, UnixStream};
 use crate::pg::auth::{AuthStep, Authenticator};
-use crate::pg::config::{Config, Host};
+use crate::pg::config::{Config, Host, MAX_STARTUP_MESSAGE_LEN};
+use crate::pg::protocol::backend::sqlstate;
 use crate::pg::protocol::backend::Message;
 use crate::pg::protocol::frontend::{self, Target};
 use crate::pg::protocol::{DbError, Format, Oid, TransactionStatus};
 
+mod cache;
+mod copy;
 mod error;
 mod rows;
 pub mod tap;
 pub mod types;
 mod wire;
 
+use cache::StatementCache;
+pub use cache::DEFAULT_CAPACITY as DEFAULT_STATEMENT_CACHE_SIZE;
+pub use copy::{CopyIn, CopyOut, COPY_BUFFER};
 pub use error::Error;
 pub use rows::{Column, Row, Rows};
 use types::ToSql;
-use wire::{Wire, READ_BUFFER};
+use wire::{ResultLimits, Wire, READ_BUFFER};
 
-/// Keep at most this many unread notices (and notifications): a chatty
-/// server must not grow our memory without bound.
+/// Keep at most this many unread notices: a chatty server must not grow
+/// our memory without bound.
 const MAX_QUEUED_NOTICES: usize = 64;
+/// Keep at most this many undelivered notifications. Past it the oldest is
+/// dropped and counted ([`Connection::notifications_dropped`]): a reader
+/// that falls behind loses the stalest news, never the connection, and
+/// never unbounded memory. (The server has its own queue, 8 GB by default,
+/// and blocks NOTIFY senders when it is full; ours only covers the gap
+/// between the socket and the caller.)
+pub const MAX_QUEUED_NOTIFICATIONS: usize = 1024;
+/// Keep at most this many distinct server settings (ParameterStatus). A
+/// PostgreSQL 15 server reports 14, PostgreSQL 17 about 16; a server that
+/// invents thousands of names is not one we know, and a list searched per
+/// message made 80,000 of them cost 19 s of CPU. So settings live in a map,
+/// and names past this many are ignored (changes to known ones still count).
+pub const MAX_PARAMETERS: usize = 256;
+/// How long [`CancelToken::cancel`] may take when the connection has no
+/// `connect_timeout`: a server that accepts the cancel socket and then never
+/// closes it must not hang the caller.
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Show at most this many characters of SQL or a value in the narrator.
 const NARRATE_MAX: usize = 80;
 
@@ -109,6 +133,7 @@ pub struct CancelToken {
     endpoint: Endpoint,
     process_id: i32,
     secret_key: i32,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for CancelToken {
@@ -129,8 +154,17 @@ impl CancelToken {
     /// forget: the server answers nothing and closes the socket; the
     /// cancelled query then fails on the first connection with SQLSTATE
     /// `57014`. If the query already finished, nothing happens.
+    ///
+    /// The whole exchange is bounded by the connection's `connect_timeout`
+    /// (or [`DEFAULT_CANCEL_TIMEOUT`] without one), like libpq's.
     pub async fn cancel(&self) -> Result<(), Error> {
-        let stream = self.endpoint.connect(None).await?;
+        let limit = self.timeout.unwrap_or(DEFAULT_CANCEL_TIMEOUT);
+        let phase = Cell::new("the CancelRequest");
+        within(Some(limit), &phase, self.send_cancel()).await
+    }
+
+    async fn send_cancel(&self) -> Result<(), Error> {
+        let stream = self.endpoint.connect(on_the_clock(self.timeout)).await?;
         let mut buf = Vec::new();
         frontend::cancel_request(&mut buf, self.process_id, self.secret_key);
         crate::narrate!("→ CancelRequest pid {} (to {})", self.process_id, self.endpoint);
@@ -152,7 +186,7 @@ impl CancelToken {
 /// result columns.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    name: String,
+    name: Arc<str>,
     params: Vec<Oid>,
     columns: Arc<[Column]>,
 }
@@ -175,11 +209,43 @@ impl Statement {
 }
 
 /// An open, authenticated session with one PostgreSQL backend.
+///
+/// # What a server cannot make it do
+///
+/// The server is a peer on the network, and each of these is bounded
+/// (`docs/protocol.md`, "What a server can make the client spend"):
+/// memory for a message follows the bytes that arrive, not the length a
+/// header announces; connecting (TCP, startup, authentication) takes at
+/// most [`Config::connect_timeout`]; the methods it may authenticate with
+/// are [`Config::require_auth`]'s, and its SCRAM iteration count must lie
+/// in [`Config::scram_iterations`]; it can report at most [`MAX_PARAMETERS`]
+/// settings; one request's rows are capped by [`Config::max_result_bytes`]
+/// and [`Config::max_result_rows`] (past them the connection is closed).
+///
+/// # Goodbye
+///
+/// [`close`](Self::close) sends Terminate and waits for the write; dropping
+/// the connection sends it too if the socket takes it at once, and never
+/// blocks. A broken connection just closes its socket.
 pub struct Connection {
     wire: Wire,
     /// Outgoing messages are encoded here and sent with one write.
     out: Vec<u8>,
     session: Session,
+    /// SQL → named statements already parsed on this backend.
+    cache: StatementCache,
+}
+
+/// A NOTIFY on a channel this session LISTENs to (protocol §55.2.7,
+/// NotificationResponse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The pid of the backend that ran NOTIFY (ours, if we notified ourselves).
+    pub process_id: i32,
+    /// The channel.
+    pub channel: String,
+    /// The payload; empty when NOTIFY gave none.
+    pub payload: String,
 }
 
 /// What the server has told us about the session.
@@ -188,10 +254,16 @@ struct Session {
     status: TransactionStatus,
     process_id: i32,
     secret_key: i32,
-    parameters: Vec<(String, String)>,
+    parameters: BTreeMap<String, String>,
     notices: VecDeque<DbError>,
+    notifications: VecDeque<Notification>,
+    notifications_dropped: u64,
+    /// This session ran LISTEN (and no `UNLISTEN *` or `DISCARD ALL` since).
+    listening: bool,
     timings: ConnectTimings,
     next_statement: u64,
+    /// For the [`CancelToken`]s this connection hands out.
+    connect_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -207,14 +279,35 @@ impl fmt::Debug for Connection {
 }
 
 impl Session {
+    /// Keep what the client knows of the session in step with commands
+    /// that change it behind the client's back, whichever protocol ran
+    /// them: `LISTEN` (the pool must clean it up), and `DISCARD ALL` /
+    /// `DEALLOCATE ALL`, which drop every prepared statement on the server,
+    /// the statement cache's included (and `DISCARD ALL` every LISTEN).
+    fn track(&mut self, cache: &mut StatementCache, tag: &str) {
+        match tag {
+            "LISTEN" => self.listening = true,
+            "DISCARD ALL" | "DEALLOCATE ALL" => {
+                crate::narrate!("statement cache: the server dropped every statement; forget them all");
+                cache.forget_all();
+                self.listening &= tag != "DISCARD ALL";
+            }
+            _ => {}
+        }
+    }
+
     /// The messages that may arrive at any time (protocol §55.2.7
     /// "Asynchronous Operations"). Returns the message back if it is not one.
     fn asynchronous<'m>(&mut self, msg: Message<'m>) -> Option<Message<'m>> {
         match msg {
             Message::ParameterStatus { name, value } => {
-                match self.parameters.iter_mut().find(|(n, _)| n == name) {
-                    Some(slot) => value.clone_into(&mut slot.1),
-                    None => self.parameters.push((name.to_string(), value.to_string())),
+                let room = self.parameters.len() < MAX_PARAMETERS;
+                match self.parameters.get_mut(name) {
+                    Some(slot) => value.clone_into(slot),
+                    None if room => {
+                        self.parameters.insert(name.to_string(), value.to_string());
+                    }
+                    None => crate::narrate!("(ignored: over {MAX_PARAMETERS} distinct settings)"),
                 }
                 None
             }
@@ -225,10 +318,25 @@ impl Session {
                 self.notices.push_back(notice);
                 None
             }
-            // Only arrives after this session ran LISTEN. Simplification:
-            // connlab has no API to hand notifications out yet, so they are
-            // narrated (by the decoder's caller) and dropped.
-            Message::NotificationResponse { .. } => None,
+            // Only arrives after this session ran LISTEN: between the
+            // messages of any request, or on an idle connection (read by
+            // `next_notification`).
+            Message::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                if self.notifications.len() == MAX_QUEUED_NOTIFICATIONS {
+                    self.notifications.pop_front();
+                    self.notifications_dropped += 1;
+                }
+                self.notifications.push_back(Notification {
+                    process_id,
+                    channel: channel.to_string(),
+                    payload: payload.to_string(),
+                });
+                None
+            }
             other => Some(other),
         }
     }
@@ -267,7 +375,26 @@ impl Connection {
         Connection::establish(config, Some(keep_bytes)).await
     }
 
+    // ANCHOR: establish
+    /// Connect within `connect_timeout`: the deadline covers the TCP
+    /// handshake *and* the conversation after it, as libpq's does, because a
+    /// server that accepts and then says nothing (or one byte a second)
+    /// would otherwise hang us forever. The error names the phase it cut.
     async fn establish(config: &Config, tap_bytes: Option<bool>) -> Result<Connection, Error> {
+        let phase = Cell::new("the TCP handshake");
+        within(
+            config.connect_timeout,
+            &phase,
+            Connection::handshake(config, tap_bytes, &phase),
+        )
+        .await
+    }
+
+    async fn handshake(
+        config: &Config,
+        tap_bytes: Option<bool>,
+        phase: &Cell<&'static str>,
+    ) -> Result<Connection, Error> {
         let started = Instant::now();
         let (stream, endpoint) = open(config).await?;
         let connect = started.elapsed();
@@ -275,34 +402,52 @@ impl Connection {
             // Each request is one write and we wait for its answer: Nagle's
             // algorithm could only delay it (libpq sets TCP_NODELAY too).
             tcp.set_nodelay(true)?;
+            set_keepalive(tcp.as_raw_fd(), &config.keepalive)?;
         }
+        let mut wire = Wire::new(stream);
+        // Until the server has proved who it is, no message may be big.
+        wire.set_max_message_len(config.max_message_len.min(MAX_STARTUP_MESSAGE_LEN));
         let mut conn = Connection {
-            wire: Wire::new(stream),
+            wire,
             out: Vec::with_capacity(READ_BUFFER),
             session: Session {
                 endpoint,
                 status: TransactionStatus::Idle,
                 process_id: 0,
                 secret_key: 0,
-                parameters: Vec::new(),
+                parameters: BTreeMap::new(),
                 notices: VecDeque::new(),
+                notifications: VecDeque::new(),
+                notifications_dropped: 0,
+                listening: false,
                 timings: ConnectTimings::default(),
                 next_statement: 0,
+                connect_timeout: config.connect_timeout,
             },
+            cache: StatementCache::new(config.statement_cache_size),
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
         }
         let startup = Instant::now();
+        phase.set("startup");
         conn.startup(config).await?;
+        phase.set("authentication");
         conn.authenticate(config).await?;
+        phase.set("reading the server's parameters");
+        conn.wire.set_max_message_len(config.max_message_len);
         conn.read_parameters().await?;
+        conn.wire.set_result_limits(ResultLimits {
+            rows: config.max_result_rows,
+            bytes: config.max_result_bytes,
+        });
         conn.session.timings = ConnectTimings {
             connect,
             startup: startup.elapsed(),
         };
         Ok(conn)
     }
+    // ANCHOR_END: establish
 
     // ANCHOR: startup
     /// The handshake's first phase: the StartupMessage says who we are and
@@ -328,7 +473,9 @@ impl Connection {
     /// requests to refuse); this loop only carries messages back and forth.
     async fn authenticate(&mut self, config: &Config) -> Result<(), Error> {
         let password = config.password.as_ref().map(|p| p.expose());
-        let mut auth = Authenticator::new(&config.user, password);
+        let mut auth = Authenticator::new(&config.user, password)
+            .require(config.require_auth)
+            .scram_iterations(config.scram_iterations.clone());
         loop {
             let frame = self.wire.next_frame().await?;
             let step = match self.wire.decode(frame)? {
@@ -390,6 +537,7 @@ impl Connection {
         mut on: impl FnMut(Message<'_>) -> Result<(), Error>,
     ) -> Result<Option<DbError>, Error> {
         let mut failure = None;
+        let mut misuse = None;
         loop {
             let frame = self.wire.next_frame().await?;
             let msg = self.wire.decode(frame)?;
@@ -398,8 +546,21 @@ impl Connection {
                 Some(Message::ReadyForQuery(status)) => {
                     self.session.status = status;
                     self.wire.in_flight.set(false);
-                    return Ok(failure);
+                    return misuse.map_or(Ok(failure), Err);
                 }
+                // A COPY sent through query() or simple_query(): refuse it
+                // without losing step (CopyFail makes the server give up;
+                // an outgoing stream is read and dropped), then say which
+                // call to use.
+                Some(Message::CopyInResponse(_)) => {
+                    frontend::copy_fail(&mut self.out, "COPY FROM STDIN needs Connection::copy_in")?;
+                    self.wire.send(&mut self.out).await?;
+                    misuse = Some(Error::Unsupported("COPY ... FROM STDIN: use Connection::copy_in"));
+                }
+                Some(Message::CopyOutResponse(_)) => {
+                    misuse = Some(Error::Unsupported("COPY ... TO STDOUT: use Connection::copy_out"));
+                }
+                Some(Message::CopyData(_) | Message::CopyDone) if misuse.is_some() => {}
                 Some(Message::ErrorResponse(db)) => {
                     if error::is_fatal_severity(&db) {
                         return Err(self.wire.break_with(db.into()));
@@ -407,11 +568,70 @@ impl Connection {
                     on(Message::ErrorResponse(db.clone())).map_err(|e| self.wire.break_with(e))?;
                     failure.get_or_insert(db);
                 }
+                Some(Message::CommandComplete { tag }) => {
+                    self.session.track(&mut self.cache, tag);
+                    on(Message::CommandComplete { tag }).map_err(|e| self.wire.break_with(e))?;
+                }
                 Some(other) => on(other).map_err(|e| self.wire.break_with(e))?,
             }
         }
     }
     // ANCHOR_END: until_ready
+
+    /// Wait for the next notification: one already queued, or the next to
+    /// arrive on this idle connection (the reactor wakes us when the socket
+    /// turns readable; nothing is sent). Run `LISTEN channel` first.
+    ///
+    /// Cancel-safe: drop the future (a `timeout` around it, say) and no
+    /// byte is lost; a partly read message stays buffered for the next call.
+    /// A FATAL error (the backend was terminated) or EOF ends the
+    /// connection as it would during a query.
+    pub async fn next_notification(&mut self) -> Result<Notification, Error> {
+        self.wire.check()?;
+        if self.wire.in_flight.get() {
+            return Err(self.wire.break_with(Error::Unexpected(
+                "next_notification while a request's answer is still unread".into(),
+            )));
+        }
+        loop {
+            if let Some(n) = self.session.notifications.pop_front() {
+                return Ok(n);
+            }
+            let frame = self.wire.next_frame().await?;
+            let msg = self.wire.decode(frame)?;
+            match self.session.asynchronous(msg) {
+                None => {}
+                Some(Message::ErrorResponse(db)) => return Err(self.wire.break_with(db.into())),
+                Some(other) => return Err(self.wire.break_with(unexpected("on an idle connection", &other))),
+            }
+        }
+    }
+
+    /// The notifications that arrived while other requests ran, oldest
+    /// first (bounded by [`MAX_QUEUED_NOTIFICATIONS`]).
+    pub fn take_notifications(&mut self) -> Vec<Notification> {
+        self.session.notifications.drain(..).collect()
+    }
+
+    /// How many notifications were dropped because nobody took them in time.
+    pub fn notifications_dropped(&self) -> u64 {
+        self.session.notifications_dropped
+    }
+
+    /// This session has run LISTEN (and not `DISCARD ALL` since): a pool
+    /// must run `UNLISTEN *` before lending it to someone else.
+    pub fn is_listening(&self) -> bool {
+        self.session.listening
+    }
+
+    /// `UNLISTEN *`: stop every LISTEN of this session and drop the
+    /// notifications not yet taken.
+    pub async fn unlisten_all(&mut self) -> Result<(), Error> {
+        self.simple_query("UNLISTEN *").await?;
+        self.session.listening = false;
+        self.session.notifications.clear();
+        Ok(())
+    }
 
     /// Run one or more SQL statements with the simple query protocol
     /// (one Query message, text results, no parameters). One [`Rows`] per
@@ -450,10 +670,29 @@ impl Connection {
     }
 
     /// Run one statement with parameters (`$1`, `$2`, ...) through the
-    /// extended protocol with an unnamed statement: Parse, Bind, Describe,
-    /// Execute, Sync, sent in one write, answered in one round trip.
+    /// extended protocol, answered in one round trip.
+    ///
+    /// With the statement cache on (the default; see
+    /// [`Config::statement_cache_size`]), the first call of a given SQL
+    /// sends Parse + Describe of a *named* statement before
+    /// Bind/Execute/Sync, and every later call sends only
+    /// Bind/Execute/Sync. With it off, each call sends Parse + Bind +
+    /// Describe + Execute + Sync on the unnamed statement. Either way it is
+    /// one write and one round trip.
+    ///
+    /// If the server says a cached statement is stale (a table it reads was
+    /// altered, so "cached plan must not change result type", or it was
+    /// deallocated behind our back) and no transaction is open, the call is
+    /// retried once with a fresh Parse: the failed attempt did nothing.
+    /// Inside a transaction the error is returned (the transaction is
+    /// aborted anyway) and the next call prepares again.
     pub async fn query(&mut self, sql: &str, params: &[&dyn ToSql]) -> Result<Rows, Error> {
-        let mut results = self.pipeline(&[(sql, params)]).await?;
+        let batch = [Item::Sql(sql, params)];
+        let (mut results, stale) = self.run_batch(&batch).await?;
+        if stale && self.session.status == TransactionStatus::Idle {
+            crate::narrate!("statement cache: retry once with a fresh Parse");
+            results = self.run_batch(&batch).await?.0;
+        }
         results.pop().unwrap_or(Err(Error::Skipped))
     }
 
@@ -464,8 +703,9 @@ impl Connection {
     }
 
     // ANCHOR: pipeline
-    /// Several statements in one batch: Parse/Bind/Describe/Execute for
-    /// each, then ONE Sync, all in one write. The server runs them in
+    /// Several statements in one batch: each one's messages (Parse and
+    /// Describe only if it is not in the statement cache yet, then Bind and
+    /// Execute), then ONE Sync, all in one write. The server runs them in
     /// order as one implicit transaction. If one fails, the server skips
     /// everything up to the Sync: that statement's slot holds its error,
     /// the later ones [`Error::Skipped`], and the earlier ones their rows,
@@ -473,28 +713,131 @@ impl Connection {
     ///
     /// The outer `Err` is for the connection itself (I/O, protocol).
     pub async fn pipeline(&mut self, batch: &[(&str, &[&dyn ToSql])]) -> Result<Vec<Result<Rows, Error>>, Error> {
+        let items: Vec<Item<'_>> = batch.iter().map(|&(sql, params)| Item::Sql(sql, params)).collect();
+        Ok(self.run_batch(&items).await?.0)
+    }
+    // ANCHOR_END: pipeline
+
+    /// A batch over statements prepared with [`prepare`](Self::prepare):
+    /// Bind + Execute for each, one Sync, one write. The cheapest way to
+    /// send many queries: no Parse, no Describe, one round trip. Errors
+    /// behave as in [`pipeline`](Self::pipeline).
+    pub async fn pipeline_prepared(
+        &mut self,
+        batch: &[(&Statement, &[&dyn ToSql])],
+    ) -> Result<Vec<Result<Rows, Error>>, Error> {
+        let items: Vec<Item<'_>> = batch.iter().map(|&(st, params)| Item::Prepared(st, params)).collect();
+        Ok(self.run_batch(&items).await?.0)
+    }
+
+    /// The engine under `query`, `pipeline` and the prepared forms: encode
+    /// a batch, send it in one write, sort the answers. Also says whether a
+    /// cached statement turned out stale.
+    async fn run_batch(&mut self, items: &[Item<'_>]) -> Result<(Vec<Result<Rows, Error>>, bool), Error> {
         self.wire.begin()?;
-        for (sql, params) in batch {
-            let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
-            frontend::parse(&mut self.out, "", sql, &types)?;
-            crate::narrate!("→ Parse \"\" {:?} {types:?}", Short(sql));
-            bind(&mut self.out, "", params)?;
-            frontend::describe(&mut self.out, Target::Portal, "")?;
-            frontend::execute(&mut self.out, "", 0)?;
-            crate::narrate!("→ Describe P \"\" → Execute \"\" 0");
+        let plan = self.plan(items)?;
+        // Statements evicted from the cache are closed at the end of this
+        // batch, before its Sync: no extra round trip. If an error earlier
+        // in the batch makes the server skip them, they are queued again.
+        let closes = self.cache.take_to_close();
+        for name in &closes {
+            frontend::close(&mut self.out, Target::Statement, name)?;
+            crate::narrate!("→ Close S {name:?}");
         }
         frontend::sync(&mut self.out);
         crate::narrate!("→ Sync ({} bytes in one write)", self.out.len());
         self.wire.send(&mut self.out).await?;
 
-        let mut results: Vec<Result<Rows, Error>> = Vec::with_capacity(batch.len());
-        let mut current = Rows::new(Arc::from([]));
-        self.until_ready(|msg| collect(msg, &mut current, &mut results)).await?;
-        results.resize_with(batch.len(), || Err(Error::Skipped));
-        Ok(results)
+        let mut reader = BatchReader::new(plan, items.len());
+        let failure = self.until_ready(|msg| reader.on(msg)).await?;
+        if failure.is_some() && !reader.late_error {
+            self.cache.retry_close(closes);
+        }
+        let stale = self.settle(items, &reader);
+        let mut results = reader.results;
+        results.resize_with(items.len(), || Err(Error::Skipped));
+        Ok((results, stale))
     }
-    // ANCHOR_END: pipeline
 
+    /// Write each item's messages into `self.out` and say, per item, which
+    /// statement it runs and what is known of its columns.
+    fn plan(&mut self, items: &[Item<'_>]) -> Result<Vec<Planned>, Error> {
+        let mut plan: Vec<Planned> = Vec::with_capacity(items.len());
+        for item in items {
+            let planned = match *item {
+                Item::Prepared(st, _) => Planned::known(st.name.clone(), st.columns.clone(), false),
+                Item::Sql(sql, params) => self.plan_sql(sql, params, &plan)?,
+            };
+            bind(&mut self.out, &planned.name, item.params())?;
+            if planned.name.is_empty() {
+                // The unnamed path learns the columns from the portal.
+                frontend::describe(&mut self.out, Target::Portal, "")?;
+            }
+            frontend::execute(&mut self.out, "", 0)?;
+            crate::narrate!("→ Execute \"\" 0");
+            plan.push(planned);
+        }
+        Ok(plan)
+    }
+
+    /// One SQL item: a cache hit (Bind only), a repeat of a statement parsed
+    /// earlier in the same batch, a new named statement (Parse + Describe
+    /// S), or, with the cache off, the unnamed statement.
+    fn plan_sql(&mut self, sql: &str, params: &[&dyn ToSql], earlier: &[Planned]) -> Result<Planned, Error> {
+        let types: Vec<Oid> = params.iter().map(|p| p.type_oid()).collect();
+        if !self.cache.enabled() {
+            frontend::parse(&mut self.out, "", sql, &types)?;
+            crate::narrate!("→ Parse \"\" {:?} {types:?}", Short(sql));
+            return Ok(Planned::known(Arc::from(""), Arc::from([]), false));
+        }
+        if let Some(hit) = self.cache.get(sql, &types) {
+            crate::narrate!("statement cache hit: {:?} is {:?}", Short(sql), hit.name);
+            return Ok(Planned::known(hit.name.clone(), hit.columns.clone(), true));
+        }
+        if let Some(first) = earlier.iter().position(|p| p.parses(sql, &types)) {
+            return Ok(Planned {
+                name: earlier[first].name.clone(),
+                columns: None,
+                from_cache: false,
+                parses: None,
+                described_by: Some(first),
+            });
+        }
+        self.session.next_statement += 1;
+        let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
+        frontend::parse(&mut self.out, &name, sql, &types)?;
+        frontend::describe(&mut self.out, Target::Statement, &name)?;
+        crate::narrate!("→ Parse {name:?} {:?} {types:?} → Describe S {name:?}", Short(sql));
+        Ok(Planned {
+            name,
+            columns: None,
+            from_cache: false,
+            parses: Some((sql.to_string(), types)),
+            described_by: None,
+        })
+    }
+
+    /// After a batch: cache the statements the server parsed and described,
+    /// and forget the cached ones it called stale. Returns whether any was.
+    fn settle(&mut self, items: &[Item<'_>], reader: &BatchReader) -> bool {
+        for (i, planned) in reader.plan.iter().enumerate() {
+            if let (Some((sql, types)), Some(columns), true) = (&planned.parses, &reader.described[i], reader.parsed[i])
+            {
+                self.cache
+                    .insert(sql, planned.name.clone(), types.clone(), columns.clone());
+            }
+        }
+        let mut stale = false;
+        for (i, result) in reader.results.iter().enumerate() {
+            if let (Some(Item::Sql(sql, _)), Err(e)) = (items.get(i), result) {
+                if reader.plan[i].from_cache && e.db().is_some_and(is_stale_statement) {
+                    self.cache.invalidate(sql);
+                    stale = true;
+                }
+            }
+        }
+        stale
+    }
     /// Prepare a named statement: Parse, Describe (to learn its parameter
     /// types and result columns), Sync. Reuse it with
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
@@ -502,7 +845,7 @@ impl Connection {
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
         self.wire.begin()?;
         self.session.next_statement += 1;
-        let name = format!("s{}", self.session.next_statement);
+        let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
         frontend::parse(&mut self.out, &name, sql, &[])?;
         frontend::describe(&mut self.out, Target::Statement, &name)?;
         frontend::sync(&mut self.out);
@@ -529,17 +872,10 @@ impl Connection {
 
     // ANCHOR: query_prepared
     /// Run a prepared statement: Bind, Execute, Sync in one write. No
-    /// Describe: the columns are already known from [`prepare`](Self::prepare).
+    /// Parse and no Describe: the columns are already known from
+    /// [`prepare`](Self::prepare).
     pub async fn query_prepared(&mut self, statement: &Statement, params: &[&dyn ToSql]) -> Result<Rows, Error> {
-        self.wire.begin()?;
-        bind(&mut self.out, &statement.name, params)?;
-        frontend::execute(&mut self.out, "", 0)?;
-        frontend::sync(&mut self.out);
-        crate::narrate!("→ Execute \"\" 0 → Sync");
-        self.wire.send(&mut self.out).await?;
-        let mut results = Vec::with_capacity(1);
-        let mut current = Rows::new(statement.columns.clone());
-        self.until_ready(|msg| collect(msg, &mut current, &mut results)).await?;
+        let mut results = self.run_batch(&[Item::Prepared(statement, params)]).await?.0;
         results.pop().unwrap_or(Err(Error::Skipped))
     }
     // ANCHOR_END: query_prepared
@@ -560,16 +896,25 @@ impl Connection {
         failure.map_or(Ok(()), |db| Err(db.into()))
     }
 
-    /// Say goodbye properly: Terminate, then close the socket. (Dropping a
-    /// connection just closes the socket; the server then logs an
-    /// "unexpected EOF" but is otherwise fine.)
+    /// Say goodbye properly: Terminate, then close the socket, waiting
+    /// for the write. (Dropping a connection sends Terminate too, but only
+    /// if the socket takes it at once; see the `Drop` impl.)
     pub async fn close(mut self) -> Result<(), Error> {
         if self.wire.is_broken() {
             return Ok(());
         }
         frontend::terminate(&mut self.out);
         crate::narrate!("→ Terminate");
-        self.wire.send(&mut self.out).await
+        let sent = self.wire.send(&mut self.out).await;
+        // Closed now: Drop must not say goodbye a second time.
+        self.wire
+            .break_with(Error::Closed("closed by Connection::close".to_string()));
+        sent
+    }
+
+    /// How many statements the statement cache holds parsed on the server.
+    pub fn cached_statements(&self) -> usize {
+        self.cache.len()
     }
 
     /// The transaction state from the last ReadyForQuery: idle, in a
@@ -586,16 +931,13 @@ impl Connection {
     /// A server setting reported by ParameterStatus (`server_version`,
     /// `TimeZone`, `application_name`, ...).
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.session
-            .parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.session.parameters.get(name).map(String::as_str)
     }
 
-    /// Every server setting reported so far.
-    pub fn parameters(&self) -> &[(String, String)] {
-        &self.session.parameters
+    /// Every server setting reported so far (at most [`MAX_PARAMETERS`]),
+    /// by name.
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.session.parameters.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// The notices (warnings, `RAISE NOTICE`) received since the last call.
@@ -609,6 +951,7 @@ impl Connection {
             endpoint: self.session.endpoint.clone(),
             process_id: self.session.process_id,
             secret_key: self.session.secret_key,
+            timeout: self.session.connect_timeout,
         }
     }
 
@@ -634,35 +977,182 @@ impl Connection {
     }
 }
 
+/// Say goodbye on the way out, best effort: one non-blocking `send(2)` of
+/// the 5-byte Terminate, so the server sees a clean disconnection rather
+/// than an "unexpected EOF" (logged at DEBUG1, unseen by default, or as an
+/// error if a transaction was open). Drop can neither wait nor fail, so a
+/// full send buffer (`EAGAIN`) or a dead peer (`EPIPE`, no SIGPIPE thanks
+/// to `MSG_NOSIGNAL`) just means no goodbye: the `close(2)` that follows
+/// ends the session either way. A connection with a request in flight gets
+/// one too; the server reads it after the request.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.wire.is_broken() {
+            return;
+        }
+        let mut goodbye = Vec::with_capacity(5);
+        frontend::terminate(&mut goodbye);
+        match crate::sys::socket::write(self.as_raw_fd(), &goodbye) {
+            Ok(n) if n == goodbye.len() => crate::narrate!("→ Terminate (on drop)"),
+            // A partial write of 5 bytes cannot happen on a socket with room
+            // for them; if it did, the server would read a cut message and
+            // log it, which is no worse than no goodbye.
+            _ => crate::narrate!("(no Terminate on drop: the socket would not take it)"),
+        }
+    }
+}
+
 impl AsRawFd for Connection {
     fn as_raw_fd(&self) -> RawFd {
         self.wire.stream.as_raw_fd()
     }
 }
 
-/// Sort one extended-protocol message into the statement results: each
-/// statement ends with CommandComplete, EmptyQueryResponse,
-/// PortalSuspended or ErrorResponse.
-fn collect(msg: Message<'_>, current: &mut Rows, results: &mut Vec<Result<Rows, Error>>) -> Result<(), Error> {
-    let finish = |current: &mut Rows| std::mem::replace(current, Rows::new(Arc::from([])));
-    match msg {
-        Message::ParseComplete | Message::BindComplete | Message::NoData => {}
-        Message::RowDescription(desc) => current.set_columns(rows::columns_of(&desc)),
-        Message::DataRow(row) => current.push(&row)?,
-        Message::CommandComplete { tag } => {
-            current.set_tag(tag);
-            results.push(Ok(finish(current)));
-        }
-        Message::EmptyQueryResponse | Message::PortalSuspended => results.push(Ok(finish(current))),
-        Message::ErrorResponse(db) => {
-            finish(current);
-            results.push(Err(db.into()));
-        }
-        other => return Err(unexpected("in an extended query", &other)),
-    }
-    Ok(())
+/// One item of an extended-protocol batch: SQL text (through the statement
+/// cache when it is on) or a statement prepared earlier.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Sql(&'a str, &'a [&'a dyn ToSql]),
+    Prepared(&'a Statement, &'a [&'a dyn ToSql]),
 }
 
+impl<'a> Item<'a> {
+    fn params(&self) -> &'a [&'a dyn ToSql] {
+        match *self {
+            Item::Sql(_, params) | Item::Prepared(_, params) => params,
+        }
+    }
+}
+
+/// What one item of a batch runs.
+struct Planned {
+    /// The statement's name; empty for the unnamed statement.
+    name: Arc<str>,
+    /// The result columns, when known before the answer arrives (a cache
+    /// hit or a prepared statement).
+    columns: Option<Arc<[Column]>>,
+    /// Taken from the cache, so a "stale" error invalidates it.
+    from_cache: bool,
+    /// This item parses a new named statement: the key to cache it under.
+    parses: Option<(String, Vec<Oid>)>,
+    /// An earlier item of the same batch parses and describes this item's
+    /// statement.
+    described_by: Option<usize>,
+}
+
+impl Planned {
+    fn known(name: Arc<str>, columns: Arc<[Column]>, from_cache: bool) -> Planned {
+        Planned {
+            name,
+            columns: Some(columns),
+            from_cache,
+            parses: None,
+            described_by: None,
+        }
+    }
+
+    fn parses(&self, sql: &str, types: &[Oid]) -> bool {
+        self.parses.as_ref().is_some_and(|(s, t)| s == sql && t == types)
+    }
+}
+
+/// Sorts the answers to a batch, item by item. Each item ends with
+/// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse;
+/// after an error the server skips the rest up to the Sync, so fewer
+/// results than items may come back.
+struct BatchReader {
+    plan: Vec<Planned>,
+    results: Vec<Result<Rows, Error>>,
+    current: Rows,
+    /// Per item: ParseComplete arrived, so its named statement exists.
+    parsed: Vec<bool>,
+    /// Per item: the columns its Describe reported (NoData: none).
+    described: Vec<Option<Arc<[Column]>>>,
+    /// An ErrorResponse arrived after every item had finished: one of the
+    /// trailing Close messages failed.
+    late_error: bool,
+}
+
+impl BatchReader {
+    fn new(plan: Vec<Planned>, items: usize) -> BatchReader {
+        let mut reader = BatchReader {
+            plan,
+            results: Vec::with_capacity(items),
+            current: Rows::new(Arc::from([])),
+            parsed: vec![false; items],
+            described: vec![None; items],
+            late_error: false,
+        };
+        reader.start_item();
+        reader
+    }
+
+    /// Give the item about to be answered the columns known for it.
+    fn start_item(&mut self) {
+        let Some(planned) = self.plan.get(self.results.len()) else {
+            return;
+        };
+        let columns = match (&planned.columns, planned.described_by) {
+            (Some(columns), _) => Some(columns.clone()),
+            (None, Some(first)) => self.described[first].clone(),
+            (None, None) => None,
+        };
+        self.current = Rows::new(columns.unwrap_or_else(|| Arc::from([])));
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        let rows = std::mem::replace(&mut self.current, Rows::new(Arc::from([])));
+        self.results.push(result.map(|()| rows));
+        self.start_item();
+    }
+
+    fn on(&mut self, msg: Message<'_>) -> Result<(), Error> {
+        let i = self.results.len();
+        match msg {
+            Message::ParseComplete => {
+                if let Some(parsed) = self.parsed.get_mut(i) {
+                    *parsed = true;
+                }
+            }
+            Message::ParameterDescription(_) | Message::BindComplete | Message::CloseComplete => {}
+            Message::NoData => {
+                if let Some(described) = self.described.get_mut(i) {
+                    *described = Some(Arc::from([]));
+                }
+            }
+            Message::RowDescription(desc) => {
+                let columns = rows::columns_of(&desc);
+                if let Some(described) = self.described.get_mut(i) {
+                    *described = Some(columns.clone());
+                }
+                self.current.set_columns(columns);
+            }
+            Message::DataRow(row) => self.current.push(&row)?,
+            Message::CommandComplete { tag } => {
+                self.current.set_tag(tag);
+                self.finish(Ok(()));
+            }
+            Message::EmptyQueryResponse | Message::PortalSuspended => self.finish(Ok(())),
+            Message::ErrorResponse(db) if i >= self.plan.len() => {
+                crate::narrate!("a trailing Close failed: {}", db.message);
+                self.late_error = true;
+            }
+            Message::ErrorResponse(db) => self.finish(Err(db.into())),
+            other => return Err(unexpected("in an extended query", &other)),
+        }
+        Ok(())
+    }
+}
+
+/// The errors that mean a cached statement no longer fits: its result type
+/// changed under it (`0A000` "cached plan must not change result type",
+/// after an ALTER TABLE), or it no longer exists (`26000`, after a
+/// `DEALLOCATE`, or on another backend behind a transaction pooler).
+fn is_stale_statement(db: &DbError) -> bool {
+    db.code == sqlstate::INVALID_SQL_STATEMENT_NAME
+        || (db.code == sqlstate::FEATURE_NOT_SUPPORTED
+            && db.message.contains("cached plan must not change result type"))
+}
 /// Bind with every parameter in text format and every result in text.
 fn bind(buf: &mut Vec<u8>, statement: &str, params: &[&dyn ToSql]) -> Result<(), Error> {
     frontend::bind(
@@ -708,7 +1198,7 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             let mut last = None;
             for addr in (name.as_str(), config.port).to_socket_addrs()? {
                 let endpoint = Endpoint::Tcp(addr);
-                match endpoint.connect(config.connect_timeout).await {
+                match endpoint.connect(on_the_clock(config.connect_timeout)).await {
                     Ok(stream) => return Ok((stream, endpoint)),
                     Err(e) => last = Some(e),
                 }
@@ -721,6 +1211,50 @@ async fn open(config: &Config) -> Result<(Stream, Endpoint), Error> {
             }))
         }
     }
+}
+
+/// Run `attempt` within `limit` (none: no limit), turning a timeout into an
+/// `ETIMEDOUT`-kind error that names the phase that was cut short. A limit
+/// too large for the clock (`Instant + limit` would overflow) is no limit.
+async fn within<T>(
+    limit: Option<Duration>,
+    phase: &Cell<&'static str>,
+    attempt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match on_the_clock(limit) {
+        None => attempt.await,
+        Some(limit) => crate::reactor::timeout(limit, attempt).await.unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out after {limit:?} during {} (connect_timeout)", phase.get()),
+            )))
+        }),
+    }
+}
+
+/// `limit`, unless it is too large for the clock (`Instant + limit` would
+/// overflow): such a limit is no limit.
+fn on_the_clock(limit: Option<Duration>) -> Option<Duration> {
+    limit.filter(|t| Instant::now().checked_add(*t).is_some())
+}
+
+/// Turn TCP keepalive on or off, with libpq's optional timings.
+fn set_keepalive(fd: RawFd, keepalive: &crate::pg::config::Keepalive) -> Result<(), Error> {
+    use crate::sys::socket;
+    let secs = |d: Duration| libc::c_int::try_from(d.as_secs()).unwrap_or(libc::c_int::MAX);
+    socket::set_keepalive(fd, keepalive.enabled)?;
+    if keepalive.enabled {
+        if let Some(idle) = keepalive.idle {
+            socket::set_keepalive_idle(fd, secs(idle))?;
+        }
+        if let Some(interval) = keepalive.interval {
+            socket::set_keepalive_interval(fd, secs(interval))?;
+        }
+        if let Some(count) = keepalive.count {
+            socket::set_keepalive_count(fd, libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX))?;
+        }
+    }
+    Ok(())
 }
 
 /// Text cut short for the narrator.

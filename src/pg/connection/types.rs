@@ -16,8 +16,31 @@
 //! `bytea` doubles in size as hex. A driver chasing the last percent
 //! (tokio-postgres) uses binary and pays with a Describe per statement.
 //!
-//! Spec: the PostgreSQL manual, §55.2.3 "Formats and Format Codes", §8.4
-//! "Binary Data Types" (bytea hex format), §8.6 "Boolean Type".
+//! # Which column reads as which Rust type
+//!
+//! [`FromSql`] checks the column's type oid from RowDescription before it
+//! reads the text, so a schema change (`id` from `text` to `int4`) is an
+//! error, not a silently different value:
+//!
+//! | Rust type | column types accepted |
+//! |---|---|
+//! | `i16`, `i32`, `i64` | `int2`, `int4`, `int8` (a value out of the Rust type's range is an error) |
+//! | `f32`, `f64` | `float4`, `float8` |
+//! | `bool` | `bool` |
+//! | `Vec<u8>` | `bytea` |
+//! | `String`, `&str` | any type *without* a Rust type above, in its text form: `text`, `varchar`, `name`, and also `numeric`, `timestamptz`, `uuid`, `json`... |
+//!
+//! The last row is the one judgement call: the text format makes every
+//! value a string, and for types connlab has no Rust type for, the string
+//! is the only way to read them. A column that *has* a Rust type must be
+//! read as it, so `get::<String>` on an `int4` is refused with a message
+//! naming the type to use. [`Value`] reads anything.
+//!
+//! Spec: the PostgreSQL manual, "Formats and Format Codes" (§55.1.3 in the
+//! PostgreSQL 15 and 16 manuals: part of the protocol's Overview, not of its
+//! Message Flow; chapter numbers move between versions, the page
+//! `protocol-overview.html#PROTOCOL-FORMAT-CODES` does not), "Binary Data
+//! Types" (bytea hex format) and "Boolean Type" in the data types chapter.
 
 use std::fmt;
 use std::str;
@@ -193,6 +216,41 @@ pub trait FromSql<'a>: Sized {
     fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String>;
 }
 
+/// The column types with a Rust type of their own, and the Rust types.
+const TYPED: [(Oid, &str, &str); 8] = [
+    (oid::BOOL, "bool", "bool"),
+    (oid::INT2, "int2", "i16, i32 or i64"),
+    (oid::INT4, "int4", "i16, i32 or i64"),
+    (oid::INT8, "int8", "i16, i32 or i64"),
+    (oid::FLOAT4, "float4", "f32 or f64"),
+    (oid::FLOAT8, "float8", "f32 or f64"),
+    (oid::BYTEA, "bytea", "Vec<u8>"),
+    (oid::TEXT, "text", "String or &str"),
+];
+
+/// Refuse a column whose type is not one of `accepted`, naming the Rust
+/// type it does read as.
+fn expect_type(type_oid: Oid, accepted: &[Oid], rust: &str) -> Result<(), String> {
+    if accepted.contains(&type_oid) {
+        return Ok(());
+    }
+    Err(match TYPED.iter().find(|(o, ..)| *o == type_oid) {
+        Some((_, name, reads_as)) => format!("has type {name}, which reads as {reads_as}, not {rust}"),
+        None => format!("has type oid {type_oid}, which reads as String or &str, not {rust}"),
+    })
+}
+
+/// `String` and `&str` read every type that has no Rust type of its own.
+fn expect_text(type_oid: Oid) -> Result<(), String> {
+    match TYPED.iter().find(|(o, ..)| *o == type_oid && *o != oid::TEXT) {
+        Some((_, name, reads_as)) => Err(format!("has type {name}, which reads as {reads_as}, not as a string")),
+        None => Ok(()),
+    }
+}
+
+const INTEGERS: [Oid; 3] = [oid::INT2, oid::INT4, oid::INT8];
+const FLOATS: [Oid; 2] = [oid::FLOAT4, oid::FLOAT8];
+
 fn not_null(raw: Option<&[u8]>) -> Result<&[u8], String> {
     raw.ok_or_else(|| "is NULL; read it as an Option".to_string())
 }
@@ -204,7 +262,8 @@ fn utf8(raw: &[u8]) -> Result<&str, String> {
 macro_rules! from_sql_parse {
     ($($t:ty),*) => {$(
         impl<'a> FromSql<'a> for $t {
-            fn from_sql(_: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+            fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+                expect_type(type_oid, &INTEGERS, stringify!($t))?;
                 let text = utf8(not_null(raw)?)?;
                 text.parse().map_err(|e| format!("{text:?} is not a {}: {e}", stringify!($t)))
             }
@@ -216,7 +275,8 @@ from_sql_parse!(i16, i32, i64);
 macro_rules! from_sql_float {
     ($($t:ty),*) => {$(
         impl<'a> FromSql<'a> for $t {
-            fn from_sql(_: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+            fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+                expect_type(type_oid, &FLOATS, stringify!($t))?;
                 let text = utf8(not_null(raw)?)?;
                 match text {
                     "Infinity" => Ok(<$t>::INFINITY),
@@ -230,7 +290,8 @@ macro_rules! from_sql_float {
 from_sql_float!(f32, f64);
 
 impl<'a> FromSql<'a> for bool {
-    fn from_sql(_: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+    fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+        expect_type(type_oid, &[oid::BOOL], "bool")?;
         match not_null(raw)? {
             b"t" => Ok(true),
             b"f" => Ok(false),
@@ -240,25 +301,23 @@ impl<'a> FromSql<'a> for bool {
 }
 
 impl<'a> FromSql<'a> for &'a str {
-    fn from_sql(_: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+    fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+        expect_text(type_oid)?;
         utf8(not_null(raw)?)
     }
 }
 
 impl<'a> FromSql<'a> for String {
-    fn from_sql(_: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
-        utf8(not_null(raw)?).map(str::to_owned)
+    fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
+        <&str>::from_sql(type_oid, raw).map(str::to_owned)
     }
 }
 
 /// A `bytea` column, from its hex text (`\x00ff`).
 impl<'a> FromSql<'a> for Vec<u8> {
     fn from_sql(type_oid: Oid, raw: Option<&'a [u8]>) -> Result<Self, String> {
-        let raw = not_null(raw)?;
-        if type_oid != oid::BYTEA {
-            return Err(format!("has type oid {type_oid}, not bytea ({})", oid::BYTEA));
-        }
-        decode_bytea_hex(raw)
+        expect_type(type_oid, &[oid::BYTEA], "Vec<u8>")?;
+        decode_bytea_hex(not_null(raw)?)
     }
 }
 
@@ -380,6 +439,27 @@ mod tests {
         assert!(Vec::<u8>::from_sql(oid::BYTEA, Some(b"\\x0")).is_err());
         assert!(Vec::<u8>::from_sql(oid::BYTEA, Some(b"\\xzz")).is_err());
         assert!(String::from_sql(oid::TEXT, Some(&[0xff])).is_err());
+    }
+
+    #[test]
+    fn a_column_is_read_only_as_a_rust_type_its_type_allows() {
+        // The defect: an int4 column read as a String without a word.
+        let err = String::from_sql(oid::INT4, Some(b"42")).unwrap_err();
+        assert!(err.contains("int4") && err.contains("i32"), "{err}");
+        assert!(<&str>::from_sql(oid::BOOL, Some(b"t")).is_err());
+        assert!(i32::from_sql(oid::TEXT, Some(b"42")).is_err());
+        assert!(f64::from_sql(oid::INT8, Some(b"1")).is_err());
+        assert!(bool::from_sql(oid::INT4, Some(b"1")).is_err());
+        assert!(Vec::<u8>::from_sql(oid::TEXT, Some(b"\\x00")).is_err());
+        // Integers read across widths; the value must fit.
+        assert_eq!(i64::from_sql(oid::INT2, Some(b"7")), Ok(7));
+        assert!(i16::from_sql(oid::INT8, Some(b"40000")).is_err());
+        // Strings read text and every type without a Rust type (numeric = 1700, uuid = 2950).
+        assert_eq!(String::from_sql(oid::VARCHAR, Some(b"a")).as_deref(), Ok("a"));
+        assert_eq!(<&str>::from_sql(1700, Some(b"3.14")), Ok("3.14"));
+        assert_eq!(<&str>::from_sql(2950, Some(b"a0ee-")), Ok("a0ee-"));
+        // NULL reads as None whatever the column's type: there is no value to misread.
+        assert_eq!(Option::<i32>::from_sql(oid::TEXT, None), Ok(None));
     }
 
     proptest! {

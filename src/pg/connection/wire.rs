@@ -33,6 +33,15 @@ pub(super) const READ_BUFFER: usize = 16 * 1024;
 /// [`READ_BUFFER`] once that message has been consumed.
 const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 
+/// The most rows, and DataRow bytes, one request may receive
+/// ([`Config::max_result_rows`](crate::pg::config::Config::max_result_rows) and
+/// [`max_result_bytes`](crate::pg::config::Config::max_result_bytes)).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ResultLimits {
+    pub(super) rows: Option<u64>,
+    pub(super) bytes: Option<usize>,
+}
+
 /// One whole message in the read buffer: its checked header, and where its
 /// bytes (header included) sit in `rbuf`.
 pub(super) struct Frame {
@@ -60,6 +69,9 @@ pub(super) struct Wire {
     /// the way, and reading it as the new request's would hand one caller
     /// another's rows. So the connection is marked broken instead.
     pub(super) in_flight: Cell<bool>,
+    limits: ResultLimits,
+    /// Rows and DataRow bytes received since the current request began.
+    received: Cell<(u64, usize)>,
 }
 
 impl Wire {
@@ -73,7 +85,14 @@ impl Wire {
             broken: RefCell::new(None),
             tap: RefCell::new(None),
             in_flight: Cell::new(false),
+            limits: ResultLimits::default(),
+            received: Cell::new((0, 0)),
         }
+    }
+
+    /// Cap what one request may receive as rows from now on.
+    pub(super) fn set_result_limits(&mut self, limits: ResultLimits) {
+        self.limits = limits;
     }
 
     pub(super) fn check(&self) -> Result<(), Error> {
@@ -81,6 +100,13 @@ impl Wire {
             Some(why) => Err(Error::Closed(why.clone())),
             None => Ok(()),
         }
+    }
+
+    /// Refuse any message longer than `max` bytes from now on (see
+    /// [`Decoder::with_max_message_len`]): a low cap while the server is
+    /// still a stranger, the configured one after authentication.
+    pub(super) fn set_max_message_len(&mut self, max: usize) {
+        self.decoder = Decoder::with_max_message_len(max);
     }
 
     pub(super) fn is_broken(&self) -> bool {
@@ -103,6 +129,7 @@ impl Wire {
             );
             return Err(self.break_with(e));
         }
+        self.received.set((0, 0));
         Ok(())
     }
 
@@ -150,9 +177,18 @@ impl Wire {
     }
     // ANCHOR_END: next_frame
 
-    /// Ensure `rbuf` can hold a message of `total` bytes starting at `rpos`
-    /// and has space after `rend` to read into: move the unread bytes to
-    /// the front, and grow only for a message bigger than the buffer.
+    // ANCHOR: make_room
+    /// Make space after `rend` for the next `read(2)` of a message of
+    /// `total` bytes that starts at `rpos`: move the unread bytes to the
+    /// front when the message would not fit behind them, and grow only when
+    /// the buffer is full of a message that is still incomplete.
+    ///
+    /// Growth follows the bytes that have *arrived*, never the length the
+    /// header announced: the buffer doubles (capped at `total`) each time
+    /// it fills up. A header promising a gigabyte therefore costs nothing
+    /// until the gigabyte is actually sent, and at most twice what was
+    /// sent. (Allocating `total` at once would be one `resize` fewer per big
+    /// message; it is also what let a 5-byte header cost 1 GiB.)
     fn make_room(&mut self, total: usize) {
         if self.rpos == self.rend {
             self.rpos = 0;
@@ -164,16 +200,20 @@ impl Wire {
                 self.rbuf.shrink_to_fit();
             }
         }
-        if self.rpos + total.max(HEADER_SIZE) > self.rbuf.len() || self.rend == self.rbuf.len() {
+        let fits_behind = self.rpos + total.max(HEADER_SIZE) <= self.rbuf.len();
+        if self.rpos > 0 && (!fits_behind || self.rend == self.rbuf.len()) {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
             self.rend -= self.rpos;
             self.rpos = 0;
         }
-        if total > self.rbuf.len() {
-            // `total` passed the decoder's cap in `Decoder::header`.
-            self.rbuf.resize(total, 0);
+        if self.rend == self.rbuf.len() {
+            // Full, and the message is not whole (else we would not be
+            // reading): `total > rend`, so this always adds room.
+            let grown = self.rbuf.len().saturating_mul(2).min(total);
+            self.rbuf.resize(grown, 0);
         }
     }
+    // ANCHOR_END: make_room
 
     /// One `read(2)` (through the reactor: it waits for readability when
     /// the kernel says EAGAIN). EOF here is always mid-conversation.
@@ -204,9 +244,36 @@ impl Wire {
                 if let Some(tap) = self.tap.borrow_mut().as_mut() {
                     tap.received(&msg, bytes);
                 }
+                if let Message::DataRow(row) = &msg {
+                    self.count_row(row.body().len())?;
+                }
                 Ok(msg)
             }
             Err(e) => Err(self.break_with(e.into())),
         }
     }
+
+    // ANCHOR: count_row
+    /// Count one DataRow against the request's limits. Past a limit the
+    /// connection is closed rather than drained: the rest of the result
+    /// could be as long as the query runs (or endless, from a hostile
+    /// server), and stopping the server needs a CancelRequest on a second
+    /// socket. Closing the socket stops it too: the backend's next send
+    /// fails and it ends the query. (libpq has no such limit; its way past
+    /// a big result is single-row mode, as a streaming API would be here.)
+    fn count_row(&self, body_len: usize) -> Result<(), Error> {
+        let (rows, bytes) = self.received.get();
+        let (rows, bytes) = (rows + 1, bytes.saturating_add(body_len));
+        self.received.set((rows, bytes));
+        let over = match self.limits {
+            ResultLimits { rows: Some(max), .. } if rows > max => Some(("max_result_rows", max)),
+            ResultLimits { bytes: Some(max), .. } if bytes > max => Some(("max_result_bytes", max as u64)),
+            _ => None,
+        };
+        match over {
+            Some((limit, max)) => Err(self.break_with(Error::ResultTooLarge { limit, max })),
+            None => Ok(()),
+        }
+    }
+    // ANCHOR_END: count_row
 }

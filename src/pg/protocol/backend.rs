@@ -68,18 +68,18 @@ pub const PORTAL_SUSPENDED: u8 = b's';
 /// Tag of NegotiateProtocolVersion. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION>
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 
-/// Tag of CopyInResponse (`COPY ... FROM STDIN`); recognised, not supported.
+/// Tag of CopyInResponse (`COPY ... FROM STDIN`): the server is ready for CopyData.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYINRESPONSE>
 pub const COPY_IN_RESPONSE: u8 = b'G';
-/// Tag of CopyOutResponse (`COPY ... TO STDOUT`); recognised, not supported.
+/// Tag of CopyOutResponse (`COPY ... TO STDOUT`): CopyData messages follow.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYOUTRESPONSE>
 pub const COPY_OUT_RESPONSE: u8 = b'H';
 /// Tag of CopyBothResponse (replication); recognised, not supported.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYBOTHRESPONSE>
 pub const COPY_BOTH_RESPONSE: u8 = b'W';
-/// Tag of CopyData; recognised, not supported. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA>
+/// Tag of CopyData: a piece of a COPY stream (one row, for `COPY ... TO STDOUT`). <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA>
 pub const COPY_DATA: u8 = b'd';
-/// Tag of CopyDone; recognised, not supported. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE>
+/// Tag of CopyDone: the end of a COPY stream. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE>
 pub const COPY_DONE: u8 = b'c';
 /// Tag of FunctionCallResponse (the legacy fast-path); recognised, not supported.
 /// <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FUNCTIONCALLRESPONSE>
@@ -127,6 +127,31 @@ pub const STATUS_FAILED: u8 = b'E';
 /// client that knows its rows are small can lower it with [`Decoder::with_max_message_len`].
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1 << 30;
 
+/// The longest a message may be unless its tag is one that can carry a large payload
+/// ([`may_be_long`]): 30,000 bytes, libpq's own sanity limit (`pqParseInput3`). Authentication
+/// requests, ParameterStatus, ReadyForQuery and the other control messages are a few hundred bytes at
+/// most, so a header announcing more is a stream out of step or a hostile server, refused before any
+/// of its body is awaited.
+pub const MAX_SHORT_MESSAGE_LEN: usize = 30_000;
+
+/// The tags whose messages can be large: rows (RowDescription, DataRow), COPY data, a function
+/// call's result, errors and notices (whose text a server can fill), notifications (a payload of up
+/// to 8000 bytes) — libpq's list — plus ParameterDescription, which for a statement with 65,535
+/// parameters is 262 KB.
+pub fn may_be_long(tag: u8) -> bool {
+    matches!(
+        tag,
+        ROW_DESCRIPTION
+            | DATA_ROW
+            | COPY_DATA
+            | FUNCTION_CALL_RESPONSE
+            | ERROR_RESPONSE
+            | NOTICE_RESPONSE
+            | NOTIFICATION_RESPONSE
+            | PARAMETER_DESCRIPTION
+    )
+}
+
 /// Common SQLSTATE codes, for matching [`DbError::code`].
 /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>
 pub mod sqlstate {
@@ -150,6 +175,10 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// `53300` too_many_connections.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// `26000` invalid_sql_statement_name: no prepared statement by that name (`DEALLOCATE`d, or another backend).
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// `0A000` feature_not_supported; also "cached plan must not change result type" after an `ALTER TABLE`.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }
 
 /// The transaction state the server reports in every ReadyForQuery.
@@ -239,7 +268,15 @@ pub enum Message<'a> {
         /// The protocol options it did not recognise.
         unrecognized: StrList<'a>,
     },
-    /// A real backend message that connlab does not handle (the COPY family, FunctionCallResponse).
+    /// `G`: `COPY ... FROM STDIN` began; the server waits for CopyData, then CopyDone or CopyFail.
+    CopyInResponse(CopyResponse),
+    /// `H`: `COPY ... TO STDOUT` began; CopyData messages follow, then CopyDone.
+    CopyOutResponse(CopyResponse),
+    /// `d`: a piece of a COPY stream, as is (text, CSV or binary COPY format).
+    CopyData(&'a [u8]),
+    /// `c`: the end of the server's COPY stream.
+    CopyDone,
+    /// A real backend message that connlab does not handle (CopyBothResponse, FunctionCallResponse).
     /// It is framed correctly, so the stream is still in sync; what to do is the caller's choice.
     Unsupported {
         /// The tag byte.
@@ -249,6 +286,16 @@ pub enum Message<'a> {
         /// The undecoded body.
         body: &'a [u8],
     },
+}
+
+/// The body of CopyInResponse and CopyOutResponse: the overall format and
+/// the number of columns (each column's own format code is checked, not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyResponse {
+    /// `COPY ... (FORMAT binary)`; otherwise text or CSV.
+    pub binary: bool,
+    /// How many columns each row has.
+    pub columns: u16,
 }
 
 /// The body of an `R` message, by its code.
@@ -807,8 +854,9 @@ impl Decoder {
     /// connection asks it how much to wait for, and [`decode`](Self::decode) asks it too.
     ///
     /// Everything a header can be refused for is refused here, before a single body byte is awaited
-    /// or any room is made for one: a length under 4 (it counts itself), a length over the cap, and
-    /// a tag no backend message uses (garbage should fail now, not after a gigabyte of it).
+    /// or any room is made for one: a length under 4 (it counts itself), a length over the cap (or
+    /// over [`MAX_SHORT_MESSAGE_LEN`] for a tag that is never long), and a tag no backend message
+    /// uses (garbage should fail now, not after a gigabyte of it).
     pub fn header(&self, buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         let Some((&tag, rest)) = buf.split_first() else {
             return Ok(None);
@@ -822,12 +870,12 @@ impl Decoder {
             Ok(len) if len >= LENGTH_SIZE => len,
             _ => return Err(ProtocolError::LengthTooSmall { tag, len }),
         };
-        if len > self.max_message_len {
-            return Err(ProtocolError::TooLong {
-                tag,
-                len,
-                max: self.max_message_len,
-            });
+        let max = match may_be_long(tag) {
+            true => self.max_message_len,
+            false => self.max_message_len.min(MAX_SHORT_MESSAGE_LEN),
+        };
+        if len > max {
+            return Err(ProtocolError::TooLong { tag, len, max });
         }
         if !is_known_tag(tag) {
             return Err(ProtocolError::UnknownTag(tag));
@@ -1039,7 +1087,11 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Message<'_>, ProtocolError> {
                 unrecognized,
             }
         }
-        COPY_IN_RESPONSE | COPY_OUT_RESPONSE | COPY_BOTH_RESPONSE | COPY_DATA | COPY_DONE | FUNCTION_CALL_RESPONSE => {
+        COPY_IN_RESPONSE => Message::CopyInResponse(copy_response(&mut r, name)?),
+        COPY_OUT_RESPONSE => Message::CopyOutResponse(copy_response(&mut r, name)?),
+        COPY_DATA => Message::CopyData(r.rest()),
+        COPY_DONE => Message::CopyDone,
+        COPY_BOTH_RESPONSE | FUNCTION_CALL_RESPONSE => {
             return Ok(Message::Unsupported {
                 tag,
                 name,
@@ -1050,6 +1102,34 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Message<'_>, ProtocolError> {
     };
     r.finish()?;
     Ok(msg)
+}
+
+/// `Int8` overall format (0 text, 1 binary), `Int16` column count, then an
+/// `Int16` format per column, each 0 or 1.
+fn copy_response(r: &mut Reader<'_>, name: &'static str) -> Result<CopyResponse, ProtocolError> {
+    let binary = match r.u8("overall format")? {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(ProtocolError::Invalid {
+                message: name,
+                what: "an overall format other than 0 (text) or 1 (binary)",
+                value: Some(other.into()),
+            })
+        }
+    };
+    let columns = r.u16("column count")?;
+    for _ in 0..columns {
+        let format = r.i16("column format")?;
+        if !(0..=1).contains(&format) {
+            return Err(ProtocolError::Invalid {
+                message: name,
+                what: "a column format other than 0 or 1",
+                value: Some(format.into()),
+            });
+        }
+    }
+    Ok(CopyResponse { binary, columns })
 }
 
 fn parse_authentication<'a>(r: &mut Reader<'a>) -> Result<Authentication<'a>, ProtocolError> {
@@ -1130,14 +1210,46 @@ impl fmt::Display for Message<'_> {
                     "NegotiateProtocolVersion 3.{newest_minor} unrecognized={unrecognized:?}"
                 )
             }
+            Message::CopyInResponse(c) => write!(f, "CopyInResponse {} columns{}", c.columns, binary(c)),
+            Message::CopyOutResponse(c) => write!(f, "CopyOutResponse {} columns{}", c.columns, binary(c)),
+            Message::CopyData(data) => write!(f, "CopyData [{} bytes]", data.len()),
+            Message::CopyDone => f.write_str("CopyDone"),
             Message::Unsupported { name, body, .. } => write!(f, "{name} [{} bytes, unsupported]", body.len()),
         }
+    }
+}
+
+fn binary(c: &CopyResponse) -> &'static str {
+    if c.binary {
+        ", binary"
+    } else {
+        ""
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_responses_are_checked_and_copy_data_is_passed_through() {
+        let d = Decoder::new();
+        let copy_in = frame(COPY_IN_RESPONSE, &[0, 0, 2, 0, 0, 0, 0]);
+        let msg = d.decode(&copy_in).unwrap().unwrap().0;
+        assert_eq!(
+            msg,
+            Message::CopyInResponse(CopyResponse {
+                binary: false,
+                columns: 2
+            })
+        );
+        let bad_format = frame(COPY_OUT_RESPONSE, &[7, 0, 0]);
+        assert!(d.decode(&bad_format).is_err());
+        let short = frame(COPY_OUT_RESPONSE, &[0, 0, 2, 0, 0]);
+        assert!(d.decode(&short).is_err(), "two columns announced, one format given");
+        let data = frame(COPY_DATA, b"1\tAlice\n");
+        assert_eq!(d.decode(&data).unwrap().unwrap().0, Message::CopyData(b"1\tAlice\n"));
+    }
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];
@@ -1181,6 +1293,15 @@ mod tests {
             small.header(&whole[..HEADER_SIZE]).unwrap_err(),
             ProtocolError::TooLong { len: 13, max: 8, .. }
         ));
+        // A ReadyForQuery of 40,000 bytes is no ReadyForQuery; a DataRow of that size is a row.
+        assert!(matches!(
+            d.header(&[b'Z', 0, 0, 0x9c, 0x40]).unwrap_err(),
+            ProtocolError::TooLong {
+                max: MAX_SHORT_MESSAGE_LEN,
+                ..
+            }
+        ));
+        assert!(d.header(&[b'D', 0, 0, 0x9c, 0x40]).unwrap().is_some());
         assert_eq!(
             d.header(b"D\xff\xff\xff\xff").unwrap_err(),
             ProtocolError::LengthTooSmall { tag: b'D', len: -1 }

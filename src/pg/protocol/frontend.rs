@@ -40,6 +40,12 @@ pub const CLOSE: u8 = b'C';
 pub const SYNC: u8 = b'S';
 /// Tag of Flush. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FLUSH>
 pub const FLUSH: u8 = b'H';
+/// Tag of CopyData, a piece of `COPY ... FROM STDIN`'s stream (the server uses the same tag). <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA>
+pub const COPY_DATA: u8 = b'd';
+/// Tag of CopyDone: the client's stream is complete. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE>
+pub const COPY_DONE: u8 = b'c';
+/// Tag of CopyFail: abandon the COPY; the server answers with an ErrorResponse quoting the reason. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYFAIL>
+pub const COPY_FAIL: u8 = b'f';
 /// Tag of Terminate. <https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-TERMINATE>
 pub const TERMINATE: u8 = b'X';
 
@@ -61,6 +67,8 @@ const MAX_MESSAGE_LEN: usize = i32::MAX as usize;
 pub const SYNC_MESSAGE: [u8; 5] = [SYNC, 0, 0, 0, 4];
 /// Flush, whole.
 pub const FLUSH_MESSAGE: [u8; 5] = [FLUSH, 0, 0, 0, 4];
+/// CopyDone, whole.
+pub const COPY_DONE_MESSAGE: [u8; 5] = [COPY_DONE, 0, 0, 0, 4];
 /// Terminate, whole.
 pub const TERMINATE_MESSAGE: [u8; 5] = [TERMINATE, 0, 0, 0, 4];
 
@@ -369,8 +377,32 @@ pub fn flush(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&FLUSH_MESSAGE);
 }
 
-/// Terminate: the polite goodbye before closing the socket; the backend exits at once instead of
-/// discovering the EOF later.
+/// CopyData: `data` as is, in whatever COPY format the statement named. Rows may be split across
+/// messages or share one: the server treats the messages as one stream.
+pub fn copy_data(buf: &mut Vec<u8>, data: &[u8]) -> Result<(), EncodeError> {
+    message(buf, Some(COPY_DATA), "CopyData", |b| {
+        b.extend_from_slice(data);
+        Ok(())
+    })
+}
+
+/// CopyDone: the stream is complete; the server answers CommandComplete (`COPY n`) and ReadyForQuery.
+pub fn copy_done(buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&COPY_DONE_MESSAGE);
+}
+
+/// CopyFail: abandon `COPY ... FROM STDIN`; the server rolls it back and answers an ErrorResponse
+/// (`57014`) that quotes `reason`, then ReadyForQuery.
+pub fn copy_fail(buf: &mut Vec<u8>, reason: &str) -> Result<(), EncodeError> {
+    message(buf, Some(COPY_FAIL), "CopyFail", |b| {
+        cstr(b, reason, "CopyFail", "reason")
+    })
+}
+
+/// Terminate: the polite goodbye before closing the socket. Without it the backend reads EOF and
+/// exits just the same, logging "unexpected EOF on client connection": at DEBUG1 (unseen with the
+/// default `log_min_messages`) when the session was idle, as an error when a transaction was open
+/// (which is rolled back either way).
 /// <https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-TERMINATION>
 pub fn terminate(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&TERMINATE_MESSAGE);
