@@ -4,7 +4,7 @@
 //! with the oldest dropped and counted, survive a cancelled wait, and are
 //! cleaned off a pooled connection before its next holder sees them.
 
-mod support;
+mod util;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use connlab::pool::pg::PgManager;
 use connlab::pool::{Config as PoolConfig, Pool};
 use connlab::reactor;
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())
@@ -39,7 +39,10 @@ fn notifications_that_arrive_during_a_query_are_kept_for_later() {
     on_every_backend(|_| async {
         let (mut listener, mut sender) = (connect().await, connect().await);
         listener.simple_query("LISTEN news_during").await.unwrap();
-        sender.simple_query("NOTIFY news_during, '1'; NOTIFY news_during, '2'").await.unwrap();
+        sender
+            .simple_query("NOTIFY news_during, '1'; NOTIFY news_during, '2'")
+            .await
+            .unwrap();
         // Make sure they are on the listener's socket before its next query.
         let first = listener.next_notification().await.unwrap();
         listener.query("SELECT 1", &[]).await.unwrap();

@@ -10,7 +10,6 @@
 mod util;
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,21 +17,11 @@ use std::time::{Duration, Instant};
 use connlab::poller::Backend;
 use connlab::pool::{CloseReason, Config, Pool, PoolError, Stats, Validation};
 use connlab::reactor;
+use util::on_every_backend;
 use util::pool::{SilentServer, TcpManager, TestServer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Run the same test body on a fresh reactor over each backend.
-fn on_every_backend<F, Fut>(test: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in Backend::ALL {
-        reactor::block_on(backend, test(backend)).unwrap_or_else(|e| panic!("{backend:?}: reactor failed: {e}"));
-    }
 }
 
 /// A small, fast pool: no background surprises unless a test asks for them.

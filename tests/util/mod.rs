@@ -4,13 +4,17 @@
 //!
 //! - the root: which poller backends and reactor modes a test runs on
 //!   ([`backends`], [`configs`]), and their names for a child process;
-//!   [`eventually`], for state the kernel reaches a moment later;
+//!   [`on_every_backend`], which runs a test body on each backend's
+//!   reactor and fails it if it hangs; [`eventually`], for state the kernel
+//!   reaches a moment later;
 //! - [`bytes`]: a seeded generator and a checksum, for payloads a failing
 //!   run can replay;
 //! - [`poller`]: the poller suite's assertion vocabulary (`expect_event`,
 //!   `expect_no_events`, `assert_would_block`) and the fd-table lock;
 //! - [`pool`]: a pool manager over plain loopback TCP, the tiny server it
 //!   talks to, and a server that accepts and then says nothing;
+//! - [`fake_pg`]: a small fake PostgreSQL server, for what no real server
+//!   will do (a forged SCRAM signature, a malformed or endless message);
 //! - [`ss`]: run the real `ss -tanpe` and parse its lines, to check our
 //!   reports against the tool a reader trusts;
 //! - [`time_wait`]: a loopback server that lets the client close first, so
@@ -25,6 +29,7 @@
 
 pub mod backends;
 pub mod bytes;
+pub mod fake_pg;
 pub mod poller;
 pub mod pool;
 pub mod ss;
@@ -34,7 +39,32 @@ pub mod time_wait;
 #[allow(unused_imports)] // not every binary uses it
 pub use backends::{backends, config_name, configs, parse_config};
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use connlab::poller::Backend;
+use connlab::reactor;
+
+/// Every test body gets this long before it is declared hung.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// Run `body` to completion on a fresh reactor over each backend, failing
+/// on a hang (a test that hangs says which backend, instead of stalling the
+/// whole run).
+pub fn on_every_backend<F, Fut>(body: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in Backend::ALL {
+        reactor::block_on(backend, async {
+            reactor::timeout(HANG, body(backend))
+                .await
+                .unwrap_or_else(|_| panic!("{backend:?}: test hung for {HANG:?}"))
+        })
+        .unwrap_or_else(|e| panic!("{backend:?}: reactor failed: {e}"));
+    }
+}
 
 /// Probe until `done` holds or `within` has passed, and return the last
 /// probe either way (the caller's assertion then says what was wrong). For
