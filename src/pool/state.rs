@@ -4,7 +4,7 @@
 //! `RefCell`: the idle deque, the slot count, the waiter queue, the
 //! connections waiting for a reset, the checkout table that leak detection
 //! reads, and the background task's flags. The counters that only feed
-//! [`Stats`](super::Stats) live apart, in [`Counters`](super::stats::Counters),
+//! [`Stats`](super::Stats) live apart, in [`Counters`],
 //! so a reader can tell the state that decides what happens next from the
 //! numbers that merely record what happened (bb8 keeps the same line
 //! between its `PoolInternals` and its statistics).
