@@ -13,6 +13,9 @@
 //!   `expect_no_events`, `assert_would_block`) and the fd-table lock;
 //! - [`pool`]: a pool manager over plain loopback TCP, the tiny server it
 //!   talks to, and a server that accepts and then says nothing;
+//! - [`http`]: a test HTTP server on its own thread, a tiny blocking
+//!   client that reads responses by their `Content-Length`, and the
+//!   `click` example run as a child process;
 //! - [`fake_pg`]: a small fake PostgreSQL server, for what no real server
 //!   will do (a forged SCRAM signature, a malformed or endless message);
 //! - [`ss`]: run the real `ss -tanpe` and parse its lines, to check our
@@ -30,6 +33,7 @@
 pub mod backends;
 pub mod bytes;
 pub mod fake_pg;
+pub mod http;
 pub mod poller;
 pub mod pool;
 pub mod ss;
