@@ -21,6 +21,7 @@
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
+//! | [`lab`] | kernel experiments in a private network namespace (SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2, slow start); a LAN on loopback | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
 //! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
@@ -36,6 +37,7 @@
 pub mod guide;
 pub mod http;
 pub mod inspect;
+pub mod lab;
 pub mod net;
 pub mod pg;
 pub mod poller;

@@ -210,6 +210,45 @@ fn set_int(
     Ok(())
 }
 
+/// `setsockopt(TCP_MAXSEG)`: cap the segment size this socket sends and
+/// announces (`tcp(7)`). Set on a listener before `listen`, the accepted
+/// sockets inherit it; loopback experiments use it to send Ethernet-sized
+/// 1,460-byte segments instead of loopback's 32 KiB ones.
+pub fn set_maxseg(fd: RawFd, bytes: u16) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_MAXSEG,
+        libc::c_int::from(bytes),
+        "IPPROTO_TCP, TCP_MAXSEG",
+    )
+}
+
+/// `setsockopt(TCP_CONGESTION)`: choose this socket's congestion control
+/// by name (`"cubic"`, `"bbr"`, `"reno"`; see
+/// `/proc/sys/net/ipv4/tcp_available_congestion_control`). Set on a
+/// listener, the accepted sockets inherit it.
+pub fn set_congestion_control(fd: RawFd, name: &str) -> io::Result<()> {
+    // SAFETY: name points to name.len() readable bytes; the kernel copies
+    // at most that many (it needs no NUL terminator).
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    };
+    cvt(
+        ret,
+        "setsockopt",
+        format_args!("fd {fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}"),
+    )?;
+    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}) = 0");
+    Ok(())
+}
+
 /// `setsockopt(SO_KEEPALIVE)`: let the kernel probe an idle connection and
 /// reset it when the peer stops answering (`socket(7)`); the timing comes
 /// from the three `TCP_KEEP*` options below or the `net.ipv4.tcp_keepalive_*`
