@@ -323,6 +323,13 @@ pub fn set_reuseaddr(fd: RawFd, on: bool) -> io::Result<()> {
     set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, on, "SOL_SOCKET, SO_REUSEADDR")
 }
 
+/// `setsockopt(SO_REUSEPORT)`: let several sockets bind the same address
+/// and port, each with its own accept queue; the kernel hashes each new
+/// connection's 4-tuple to one of them (`socket(7)`). Set before `bind`.
+pub fn set_reuseport(fd: RawFd, on: bool) -> io::Result<()> {
+    set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, on, "SOL_SOCKET, SO_REUSEPORT")
+}
+
 /// Which half (or both) of a connection to shut down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
