@@ -17,7 +17,7 @@
 //! The screenshot goes to `target/click.png`; with
 //! `CONNLAB_UPDATE_SCREENSHOT=1` also to `docs/img/click.png`.
 
-mod http_support;
+mod util;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,8 +29,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use http_support::ClickProcess;
 use serde_json::{json, Value};
+use util::http::ClickProcess;
 
 /// How long any one wait may take before the test fails.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);

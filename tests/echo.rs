@@ -6,7 +6,7 @@
 //! Each abuse test prints VmRSS and the fd count before and after (run
 //! with `--nocapture` to see them; `docs/c10k.md` records a run).
 
-mod helpers;
+mod util;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! `Content-Length` bodies, the framing headers, graceful shutdown, and
 //! requests cut at random places (property test).
 
-mod http_support;
+mod util;
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,9 @@ use connlab::http::Server;
 use connlab::net::{ListenerKind, ReactorThreads};
 use connlab::poller::Backend;
 use connlab::reactor::Config;
-use http_support::{assert_closed, backends, connect, get, handler, read_reply, send, TestServer};
 use proptest::prelude::*;
+use util::backends;
+use util::http::{assert_closed, connect, get, handler, read_reply, send, TestServer};
 
 #[test]
 fn two_reactor_threads_share_the_connections_and_each_serves_its_own() {

@@ -6,7 +6,7 @@
 //! through the `click` example: PostgreSQL not answering (503 JSON, then
 //! recovery), an exhausted pool (503 after the acquire timeout), Ctrl-C.
 
-mod http_support;
+mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use connlab::http::Limits;
 use connlab::inspect::{self, TcpState};
 use connlab::poller::Backend;
-use http_support::{assert_closed, backends, connect, get, read_reply, send, ClickProcess, TestServer};
+use util::backends;
+use util::http::{assert_closed, connect, get, read_reply, send, ClickProcess, TestServer};
 
 fn refused_with(server: &TestServer, request: &[u8]) -> u16 {
     let mut conn = connect(server.addr);

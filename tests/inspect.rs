@@ -6,22 +6,20 @@
 //! count here is filtered by a port or 4-tuple this test owns; nothing
 //! asserts on a machine-wide total.
 
-mod inspect_support;
-
-#[path = "../examples/time_wait.rs"]
-#[allow(dead_code)]
-mod time_wait_example;
+mod util;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connlab::inspect::{self, Family, FdKind, ProcRow, SocketReport, TcpState};
 use connlab::sys::addr::{getpeername, getsockname, Addr};
-use inspect_support::{find_ss, ss_tanpe};
+use util::eventually;
+use util::ss::{find_ss, parse_ss_line, ss_tanpe};
+use util::time_wait::{exchange, ClientClosesFirst};
 
 /// How long any "wait for the kernel to get there" loop may take.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -32,14 +30,7 @@ fn socket_of(fd: RawFd) -> SocketReport {
 
 /// Poll `inspect::fd` until the socket reaches `state` (bounded).
 fn wait_for_state(fd: RawFd, state: TcpState) -> SocketReport {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let report = socket_of(fd);
-        if report.tcp_state == Some(state) || Instant::now() > deadline {
-            return report;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(SETTLE, || socket_of(fd), |r| r.tcp_state == Some(state))
 }
 
 /// A connected pair through `listener`: (client, accepted).
@@ -127,18 +118,11 @@ fn every_socket_agrees_with_ss_on_four_tuple_and_state() {
     // by its whole 4-tuple. (Not by the local address alone: a source port is
     // unique only per destination, and other tests' TIME_WAIT sockets may
     // share ours toward other ports. This test once failed exactly so.)
-    let deadline = Instant::now() + SETTLE;
-    let tw_row = loop {
+    let find = || {
         let table = inspect::tcp_table().unwrap();
-        let row = table
-            .rows
-            .into_iter()
-            .find(|r| (r.local, r.remote) == time_wait_tuple && r.state == TcpState::TimeWait);
-        if row.is_some() || Instant::now() > deadline {
-            break row.expect("the closed client's 4-tuple is in TIME_WAIT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        (table.rows.into_iter()).find(|r| (r.local, r.remote) == time_wait_tuple && r.state == TcpState::TimeWait)
     };
+    let tw_row = eventually(SETTLE, find, Option::is_some).expect("the closed client's 4-tuple is in TIME_WAIT");
     assert_eq!(tw_row.remote.port(), port);
     assert_eq!(tw_row.inode, 0, "a TIME_WAIT socket has no inode: no fd points at it");
 
@@ -216,14 +200,7 @@ fn connected_socket_reports_queued_bytes_and_tcp_info() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (mut client, server) = pair(&listener);
     client.write_all(&[7u8; 1000]).unwrap();
-    let deadline = Instant::now() + SETTLE;
-    let report = loop {
-        let r = socket_of(server.as_raw_fd());
-        if r.unread == Some(1000) || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let report = eventually(SETTLE, || socket_of(server.as_raw_fd()), |r| r.unread == Some(1000));
     assert_eq!(report.unread, Some(1000), "SIOCINQ counts bytes we have not read");
     let info = report.tcp_info.expect("TCP_INFO on a TCP socket");
     assert_eq!(info.bytes_received(), Some(1000));
@@ -305,14 +282,31 @@ fn process_fds_lists_sockets_pipes_eventfds_and_epoll() {
     assert!(usage.to_string().contains("before EMFILE"));
 }
 
+/// TIME_WAIT sockets toward `addr` (either end) in `/proc/net/tcp`.
+fn time_wait_toward(addr: SocketAddr) -> usize {
+    inspect::tcp_census(Some(addr.port())).unwrap().time_wait()
+}
+
+/// Poll until `count()` reaches `target` (the last ACKs are in flight), bounded.
+fn settle(target: usize, count: impl Fn() -> usize) -> usize {
+    eventually(SETTLE, count, |&n| n >= target)
+}
+
 #[test]
 fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
     const N: usize = 300;
-    let server = time_wait_example::Server::start().unwrap();
+    let server = ClientClosesFirst::start().unwrap();
 
-    let short = time_wait_example::short_connections(&server, N).unwrap();
-    let ours: HashSet<SocketAddr> = short.client_addrs.iter().copied().collect();
+    // N connections, one request each, closed by us.
+    let before = time_wait_toward(server.addr);
+    let mut ours = HashSet::new();
+    for _ in 0..N {
+        let stream = server.connect().unwrap();
+        ours.insert(stream.local_addr().unwrap());
+    }
     assert_eq!(ours.len(), N, "each connection had its own ephemeral port");
+    assert_eq!(settle(N, || server.closes()), N, "the server saw every close");
+    let after = settle(before + N, || time_wait_toward(server.addr));
     let in_time_wait = inspect::tcp_table()
         .unwrap()
         .rows
@@ -325,19 +319,28 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         in_time_wait >= N * 95 / 100,
         "{in_time_wait} of our {N} 4-tuples are in TIME_WAIT"
     );
-    let new = short.new_time_wait();
+    let new = after as i64 - before as i64;
     assert!(
         (N as i64 * 95 / 100..=N as i64 + 5).contains(&new),
         "{new} new TIME_WAIT for {N} connections"
     );
 
-    let (reused, after_close) = time_wait_example::reused_connection(&server, N).unwrap();
+    // The same N requests over one connection: none while it is open, one
+    // when it closes.
+    let before = time_wait_toward(server.addr);
+    let mut reused = server.connect().unwrap();
+    for _ in 1..N {
+        exchange(&mut reused).unwrap();
+    }
     assert_eq!(
-        reused.new_time_wait(),
-        0,
+        time_wait_toward(server.addr),
+        before,
         "N requests on one open connection leave no TIME_WAIT"
     );
-    assert_eq!(after_close, reused.after + 1, "closing it leaves exactly one");
+    drop(reused);
+    assert_eq!(settle(N + 1, || server.closes()), N + 1, "the server saw the close");
+    let after_close = settle(before + 1, || time_wait_toward(server.addr));
+    assert_eq!(after_close, before + 1, "closing it leaves exactly one");
 
     let in_use = inspect::ports_in_use_toward(server.addr).unwrap();
     assert!(
@@ -345,4 +348,19 @@ fn short_connections_leave_time_wait_and_a_reused_one_does_not() {
         "{in_use} ephemeral ports toward {} after {N}+1 connections",
         server.addr
     );
+}
+
+#[test]
+fn ss_lines_parse() {
+    let row = parse_ss_line(
+        "ESTAB 0 0 127.0.0.1:53692 127.0.0.1:32775 users:((\"t\",pid=22051,fd=4)) uid:1000 ino:246076 sk:3 <->",
+    )
+    .unwrap();
+    assert_eq!(row.state, TcpState::Established);
+    assert_eq!(row.local, "127.0.0.1:53692".parse().unwrap());
+    assert_eq!(row.inode, Some(246076));
+    assert_eq!(row.owners, vec![(22051, 4)]);
+    let listen = parse_ss_line("LISTEN 0 128 [::1]:8080 [::]:* ino:5 sk:1").unwrap();
+    assert_eq!(listen.peer, "[::]:0".parse().unwrap());
+    assert_eq!(listen.send_q, 128);
 }

@@ -2,7 +2,7 @@
 //! connect's three outcomes, edge-triggered draining, per-connection
 //! failures, half-close, Unix sockets, and EMFILE at accept.
 
-mod helpers;
+mod util;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -15,7 +15,7 @@ use connlab::net::echo::{self, EchoOptions};
 use connlab::net::{Stream, TcpListener, TcpStream, UnixListener, UnixStream};
 use connlab::poller::{Backend, Events, Interest, Mode, Token};
 use connlab::reactor::{self, Config};
-use helpers::{Checksum, Rng};
+use util::bytes::{Checksum, Rng};
 
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -53,7 +53,7 @@ fn payload_sizes(rng: &mut Rng, count: usize, total_cap: usize) -> Vec<usize> {
 fn two_hundred_concurrent_clients_get_every_byte_back_in_order() {
     const CLIENTS: usize = 200;
     const TOTAL_CAP: usize = 24 << 20;
-    for config in helpers::configs() {
+    for config in util::configs() {
         let mut rng = Rng::new(0x5eed ^ config.backend as u64);
         let sizes = payload_sizes(&mut rng, CLIENTS, TOTAL_CAP);
         let started = Instant::now();
@@ -130,7 +130,7 @@ async fn echo_client(addr: SocketAddr, payload: Vec<u8>) -> std::io::Result<((u6
 
 #[test]
 fn connect_to_a_closed_port_fails_promptly_with_econnrefused() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let addr = closed_port();
         let start = Instant::now();
         let err = config.block_on(TcpStream::connect(addr)).unwrap().unwrap_err();
@@ -146,7 +146,7 @@ fn connect_to_a_closed_port_fails_promptly_with_econnrefused() {
 #[test]
 fn connect_to_a_full_accept_queue_times_out_at_the_deadline() {
     const DEADLINE: Duration = Duration::from_millis(300);
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 // Backlog 1 and nobody accepts: after a couple of handshakes
@@ -193,7 +193,7 @@ fn an_edge_triggered_reader_that_stops_early_hangs_without_the_drain_rule() {
     // The reactor's reader, same story: it stops after 3 bytes, goes away
     // to sleep (the loop waits, no new edge comes), and still gets the rest
     // at once, because it tries `read` before waiting.
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 let listener = TcpListener::bind(any_port(), 8).unwrap();
@@ -215,7 +215,7 @@ fn an_edge_triggered_reader_that_stops_early_hangs_without_the_drain_rule() {
 
 #[test]
 fn a_peer_reset_mid_read_fails_that_connection_only() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 let listener = TcpListener::bind(any_port(), 8).unwrap();
@@ -253,7 +253,7 @@ fn a_peer_reset_mid_read_fails_that_connection_only() {
 
 #[test]
 fn eof_in_the_middle_of_a_message_is_an_error_naming_what_arrived() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 let listener = TcpListener::bind(any_port(), 8).unwrap();
@@ -273,7 +273,7 @@ fn eof_in_the_middle_of_a_message_is_an_error_naming_what_arrived() {
 
 #[test]
 fn a_client_that_half_closes_still_gets_its_reply() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let reply = config
             .block_on(async {
                 let listener = TcpListener::bind(any_port(), 8).unwrap();
@@ -316,7 +316,7 @@ fn temp_socket_path(tag: &str) -> std::path::PathBuf {
 
 #[test]
 fn unix_sockets_echo_and_report_their_path() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let path = temp_socket_path(&format!("echo-{}", config.backend));
         let _ = std::fs::remove_file(&path);
         let listen_path = path.clone();
@@ -388,7 +388,7 @@ fn emfile_child_process() {
     let Ok(config) = std::env::var(EMFILE_CHILD) else {
         return;
     };
-    let config = helpers::parse_config(&config);
+    let config = util::parse_config(&config);
     connlab::sys::fd::set_nofile_soft_limit(CHILD_NOFILE).unwrap();
     let listener = TcpListener::bind(any_port(), 512).unwrap();
     println!("ADDR {}", listener.local_addr().unwrap());
@@ -426,8 +426,8 @@ fn emfile_child_process() {
 #[test]
 fn emfile_on_accept_neither_spins_nor_kills_the_server_and_it_recovers() {
     const FLOOD: usize = 150;
-    for config in helpers::configs() {
-        let backend = helpers::config_name(&config);
+    for config in util::configs() {
+        let backend = util::config_name(&config);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "emfile_child_process", "--nocapture", "--test-threads=1"])
             .env(EMFILE_CHILD, &backend)
@@ -512,7 +512,7 @@ fn a_stream_made_in_one_block_on_keeps_working_in_the_next() {
         (client, server)
     })
     .unwrap();
-    let config = Config::new(helpers::backends()[0]);
+    let config = Config::new(util::backends()[0]);
     config
         .block_on(async {
             client.write_all(b"again").await.unwrap();
@@ -580,7 +580,7 @@ fn a_connection_nobody_reads_does_not_wake_the_loop_after_its_peer_hangs_up() {
     // Level-triggered pollers report HUP even for an empty interest set.
     // The reactor must drop an fd that nobody waits on, or a pooled idle
     // connection whose server died would make every wait return at once.
-    for config in helpers::configs() {
+    for config in util::configs() {
         let waits = config
             .block_on(async {
                 let (client, server) = connected_pair().await;
@@ -614,7 +614,7 @@ fn writable_interest_ends_when_the_write_finishes() {
     // A connected socket is almost always writable. Watching it for
     // writability after the write finished would make every level-triggered
     // wait return at once.
-    for config in helpers::configs() {
+    for config in util::configs() {
         let waits = config
             .block_on(async {
                 let (client, server) = connected_pair().await;
@@ -650,7 +650,7 @@ fn writable_interest_ends_when_the_write_finishes() {
 fn connect_timeout_with_a_huge_timeout_connects_instead_of_panicking() {
     let listener = std::net::TcpListener::bind(any_port()).unwrap();
     let addr = listener.local_addr().unwrap();
-    for config in helpers::configs() {
+    for config in util::configs() {
         let peer = config
             .block_on(async move {
                 let stream = TcpStream::connect_timeout(addr, Duration::from_secs(u64::MAX)).await?;

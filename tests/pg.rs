@@ -2,7 +2,7 @@
 //! on every poller backend (select, poll, epoll).
 //!
 //! One server per test binary (`Cluster::shared`), started on first use and
-//! removed when the binary exits. A few fake servers (`support::fake_pg`)
+//! removed when the binary exits. A few fake servers (`util::fake_pg`)
 //! play the parts a real server will not: one that cannot prove it knows
 //! the password, one that dies mid-message; `tests/pg_hostile.rs` has the
 //! rest.
@@ -18,10 +18,10 @@ use connlab::pg::protocol::TransactionStatus;
 use connlab::poller::Backend;
 use connlab::reactor;
 use connlab::testbed::postgres::{self as cluster, Cluster};
-use support::fake_pg::{fake_server, message, read_message};
-use support::on_every_backend;
+use util::fake_pg::{fake_server, message, read_message};
+use util::on_every_backend;
 
-mod support;
+mod util;
 
 fn cluster() -> &'static Cluster {
     Cluster::shared().unwrap()

@@ -3,11 +3,11 @@
 //! CopyFail each reported with the connection still usable; a COPY sent
 //! through the wrong call refused without losing step.
 
-mod support;
+mod util;
 
 use connlab::pg::connection::{Connection, Error};
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())

@@ -3,7 +3,7 @@
 //!
 //! No real server announces a gigabyte and sends nothing, asks for the
 //! password in clear when we demanded SCRAM, or reports 80,000 settings, so
-//! a small fake server (`support::fake_pg`) plays each part. Each test is
+//! a small fake server (`util::fake_pg`) plays each part. Each test is
 //! named after the defence it proves and fails without it: memory that
 //! follows the bytes that arrive, a deadline over the whole connect, limits
 //! on what a server can make the client compute or keep, `require_auth`,
@@ -21,10 +21,10 @@ use connlab::pg::config::Config;
 use connlab::pg::connection::{Connection, Error, Rows, MAX_PARAMETERS};
 use connlab::pg::protocol::ProtocolError;
 use connlab::reactor;
-use support::fake_pg::*;
-use support::on_every_backend;
+use util::fake_pg::*;
+use util::on_every_backend;
 
-mod support;
+mod util;
 
 // ---------------------------------------------------------------- memory
 

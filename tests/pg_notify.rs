@@ -4,7 +4,7 @@
 //! with the oldest dropped and counted, survive a cancelled wait, and are
 //! cleaned off a pooled connection before its next holder sees them.
 
-mod support;
+mod util;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use connlab::pool::pg::PgManager;
 use connlab::pool::{Config as PoolConfig, Pool};
 use connlab::reactor;
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())

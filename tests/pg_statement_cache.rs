@@ -4,14 +4,14 @@
 //! failing the caller; a full cache closes what it evicts; capacity 0 is
 //! the unnamed-statement path that a transaction pooler needs.
 
-mod support;
+mod util;
 
 use connlab::pg::connection::tap::{Direction, WireRecord};
 use connlab::pg::connection::types::ToSql;
 use connlab::pg::connection::{Connection, Error};
 use connlab::pg::protocol::TransactionStatus;
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 const NONE: &[&dyn ToSql] = &[];
 

@@ -10,8 +10,7 @@
 //! Everything runs on real kernel objects: socketpairs (`socketpair(2)`),
 //! TCP over `127.0.0.1:0`, an eventfd for the waker.
 
-#[path = "poller/support.rs"]
-mod support;
+mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -21,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use connlab::poller::{Backend, Interest, Mode, Token, Waker};
-use support::*;
+use util::poller::*;
 
 const A: Token = Token(1);
 const B: Token = Token(2);

@@ -1,16 +1,15 @@
 //! The pool's behaviour, on real loopback sockets, on every poller backend.
 //!
-//! The first part drives the pool with a tiny TCP manager (`pool_support`):
+//! The first part drives the pool with a tiny TCP manager (`util::pool`):
 //! the policy (FIFO, timeouts, cancellation, reset, lifetimes, leaks) needs
 //! a real connection that can really die, not PostgreSQL. The second runs
 //! the same promises against a real PostgreSQL server started by the test
 //! itself (`testbed::postgres`), with `PgManager`. A model check at the end throws
 //! random interleavings of cancellations at the bookkeeping.
 
-mod pool_support;
+mod util;
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,21 +17,11 @@ use std::time::{Duration, Instant};
 use connlab::poller::Backend;
 use connlab::pool::{CloseReason, Config, Pool, PoolError, Stats, Validation};
 use connlab::reactor;
-use pool_support::{TcpManager, TestServer};
+use util::on_every_backend;
+use util::pool::{SilentServer, TcpManager, TestServer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Run the same test body on a fresh reactor over each backend.
-fn on_every_backend<F, Fut>(test: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in Backend::ALL {
-        reactor::block_on(backend, test(backend)).unwrap_or_else(|e| panic!("{backend:?}: reactor failed: {e}"));
-    }
 }
 
 /// A small, fast pool: no background surprises unless a test asks for them.
@@ -450,6 +439,114 @@ fn a_leak_is_reported_with_where_it_was_acquired() {
     });
 }
 
+/// Regression: the background task used to await each connect, ping and
+/// reset in turn, so one server that accepted and never answered stopped
+/// every other step (a leak report due at 1 s arrived at 9.1 s). Here a
+/// replenishing connect hangs on a silent server, and the leak report must
+/// still come within a few maintenance ticks of its threshold; the hung
+/// connect itself ends at the deadline (the acquire timeout) and frees its slot.
+#[test]
+fn a_hung_connect_does_not_delay_the_leak_report() {
+    const THRESHOLD: Duration = Duration::from_millis(300);
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let silent = SilentServer::start().expect("silent server");
+        let config = Config {
+            min_size: 2,
+            acquire_timeout: Duration::from_secs(2),
+            leak_threshold: Some(THRESHOLD),
+            ..quick(3)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        let leaked = pool.acquire().await.expect("acquire");
+        let acquired = Instant::now();
+        wait_for(&pool, Duration::from_secs(5), "min_size reached", |s| s.idle == 1).await;
+        let other = pool.acquire().await.expect("the idle one");
+
+        // From now on connects go to the silent server; dropping a
+        // connection below min_size starts a replenishing connect there.
+        pool.manager().point_at(silent.addr);
+        other.discard();
+        let report_at = loop {
+            if pool.stats().leaks == 1 {
+                break acquired.elapsed();
+            }
+            assert!(
+                acquired.elapsed() < Duration::from_secs(5),
+                "{backend:?}: no leak report"
+            );
+            reactor::sleep(ms(5)).await;
+        };
+        assert_eq!(
+            silent.accepted.get(),
+            1,
+            "{backend:?}: the connect reached the silent server"
+        );
+        assert_eq!(pool.stats().connect_errors, 0, "{backend:?}: and is still waiting");
+        assert!(
+            report_at < THRESHOLD + ms(700),
+            "{backend:?}: leak report after {report_at:?} for a {THRESHOLD:?} threshold"
+        );
+
+        wait_for(&pool, Duration::from_secs(5), "the hung connect to time out", |s| {
+            s.connect_errors >= 1
+        })
+        .await;
+        // The next tick may already have started another hung connect; with
+        // the server back, the pool settles at min_size (held + idle).
+        pool.manager().point_at(server.addr);
+        wait_for(&pool, Duration::from_secs(5), "replenished from the good server", |s| {
+            s.idle == 1
+        })
+        .await;
+        assert_eq!(leaked.id(), 1);
+        assert_books_balance(&pool.stats());
+    });
+}
+
+/// The same for a reset: a `ROLLBACK` the server never answers must not stop
+/// idle trimming, and is given up at the deadline, its connection closed.
+#[test]
+fn a_hung_reset_does_not_stop_idle_trimming_and_ends_at_the_deadline() {
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let config = Config {
+            acquire_timeout: Duration::from_secs(2),
+            idle_timeout: Some(ms(100)),
+            ..quick(3)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        let mut dirty = pool.acquire().await.expect("acquire");
+        let clean = pool.acquire().await.expect("acquire");
+        drop(clean);
+        server.mute.set(true);
+        dirty.dirty = true;
+        let returned = Instant::now();
+        drop(dirty); // queued for a reset the server will never answer
+
+        wait_for(&pool, Duration::from_secs(3), "the idle one trimmed", |s| {
+            s.closed.idle_timeout == 1
+        })
+        .await;
+        let trimmed_at = returned.elapsed();
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.active, stats.closed.reset_failed),
+            (1, 0),
+            "{backend:?}: reset still hanging"
+        );
+        assert!(trimmed_at < ms(1500), "{backend:?}: trimmed after {trimmed_at:?}");
+
+        wait_for(&pool, Duration::from_secs(5), "the hung reset given up", |s| {
+            s.closed.reset_failed == 1
+        })
+        .await;
+        let stats = pool.stats();
+        assert_eq!(stats.size(), 0, "{backend:?}: {stats}");
+        assert_books_balance(&stats);
+    });
+}
+
 #[test]
 fn a_grant_to_a_waiter_that_is_gone_passes_to_the_next() {
     on_every_backend(|backend| async move {
@@ -629,16 +726,15 @@ fn dropping_the_last_handle_closes_the_pool() {
 #[test]
 fn a_pool_outlives_its_first_reactor_and_its_background_task_restarts() {
     for backend in Backend::ALL {
-        // The kernel completes handshakes into the accept queue without
-        // accept(2); nothing here needs the server to answer.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("local_addr");
         let config = Config {
             idle_timeout: Some(ms(50)),
             ..quick(3)
         };
         let pool = reactor::block_on(backend, async move {
-            let pool = Pool::new(TcpManager::new(addr), config);
+            // The server dies with this reactor; after it, nothing needs
+            // an answer (the fast path and idle trimming do no I/O).
+            let server = TestServer::start().expect("test server");
+            let pool = Pool::new(TcpManager::new(server.addr), config);
             let held = futures_of_three(&pool).await;
             drop(held);
             pool

@@ -1,7 +1,7 @@
 //! The reactor's contract, on every backend: `block_on`, `spawn`, `sleep`,
 //! `timeout`, cross-thread wakes, and that waiting never spins.
 
-mod helpers;
+mod util;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,7 +14,7 @@ use connlab::reactor::{self, Config};
 
 #[test]
 fn block_on_returns_the_future_output_on_every_backend() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         assert_eq!(config.block_on(async { 6 * 7 }).unwrap(), 42, "{config:?}");
         let backend = config.block_on(async { reactor::current_backend() }).unwrap();
         assert_eq!(backend, config.backend);
@@ -23,7 +23,7 @@ fn block_on_returns_the_future_output_on_every_backend() {
 
 #[test]
 fn spawned_tasks_run_concurrently_and_join_handles_yield_their_output() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let order = Rc::new(RefCell::new(Vec::new()));
         let log = order.clone();
         let total = config
@@ -54,7 +54,7 @@ fn spawned_tasks_run_concurrently_and_join_handles_yield_their_output() {
 
 #[test]
 fn sleep_waits_at_least_its_duration_without_spinning() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let start = Instant::now();
         config.block_on(reactor::sleep(Duration::from_millis(50))).unwrap();
         let elapsed = start.elapsed();
@@ -71,7 +71,7 @@ fn sleep_waits_at_least_its_duration_without_spinning() {
 
 #[test]
 fn sub_millisecond_sleeps_do_not_busy_loop() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 for _ in 0..20 {
@@ -86,7 +86,7 @@ fn sub_millisecond_sleeps_do_not_busy_loop() {
 
 #[test]
 fn timeout_returns_elapsed_at_the_deadline_and_the_value_when_in_time() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 let start = Instant::now();
@@ -107,7 +107,7 @@ fn timeout_returns_elapsed_at_the_deadline_and_the_value_when_in_time() {
 
 #[test]
 fn a_waker_used_from_another_thread_ends_a_blocked_wait() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let (send, recv) = mpsc::channel::<Waker>();
         let helper = std::thread::spawn(move || {
             let waker = recv.recv().unwrap();
@@ -136,7 +136,7 @@ fn a_waker_used_from_another_thread_ends_a_blocked_wait() {
 
 #[test]
 fn yield_now_lets_other_tasks_run() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         config
             .block_on(async {
                 let flag = Rc::new(RefCell::new(false));
@@ -194,7 +194,7 @@ fn block_on_inside_block_on_is_an_error_not_a_deadlock() {
 
 #[test]
 fn an_unsupported_mode_is_an_error_from_block_on() {
-    for backend in helpers::backends() {
+    for backend in util::backends() {
         let result = Config::new(backend).mode(Mode::Edge).block_on(async {});
         if backend == Backend::Epoll {
             assert!(result.is_ok());
@@ -229,7 +229,7 @@ fn a_signal_arrives_as_a_readable_fd_not_an_interrupt() {
 /// other task with it. Now it ends that task only.
 #[test]
 fn a_panicking_task_ends_alone_and_the_reactor_goes_on() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let survivor = config
             .block_on(async {
                 let _detached = reactor::spawn(async {
@@ -292,7 +292,7 @@ fn catch_panic_hands_the_panic_over_as_a_value() {
 /// "overflow when adding duration to instant" in the timer code.
 #[test]
 fn huge_durations_saturate_instead_of_panicking() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let result = config
             .block_on(async {
                 let never = reactor::timeout(Duration::MAX, reactor::sleep(Duration::from_secs(u64::MAX)));

@@ -102,6 +102,8 @@ pub struct Config {
     pub max_size: usize,
     /// How long `acquire()` may take in total (waiting for a slot, connecting,
     /// validating) before it fails with [`PoolError::Timeout`](super::PoolError::Timeout).
+    /// Also the deadline of each background connect, reset and ping: past
+    /// it, the connection is closed and its slot freed.
     pub acquire_timeout: Duration,
     /// Close a connection idle this long, unless that would leave fewer than
     /// `min_size`. `None`: never.

@@ -4,10 +4,17 @@
 //!
 //! | step | messages | cost |
 //! |---|---|---|
-//! | connect | TCP handshake, StartupMessage, SASL (SCRAM-SHA-256) × 3, ParameterStatus…, BackendKeyData, ReadyForQuery | a `fork()` on the server, PBKDF2 on both sides, ~4 round trips |
+//! | connect | TCP handshake, StartupMessage, SASL (SCRAM-SHA-256) × 3, ParameterStatus…, BackendKeyData, ReadyForQuery | a `fork()` on the server; PBKDF2 (4096 HMAC-SHA-256 rounds) on the client only; ~4 round trips |
 //! | validate | `Query("")` → EmptyQueryResponse, ReadyForQuery | one round trip, no parse, no plan |
 //! | check | none: reads the status byte of the last ReadyForQuery (`I`, `T`, `E`) | nothing |
 //! | reset | `Query("ROLLBACK")` if a transaction is open, `Query("UNLISTEN *")` if the holder ran LISTEN | one round trip each, none for a clean connection |
+//!
+//! Only the client stretches the password. The server keeps `StoredKey` and
+//! `ServerKey` (computed once, when the password was set) and at login
+//! checks the client's proof with a few HMACs and one SHA-256
+//! (`verify_client_proof` in PostgreSQL's `auth-scram.c`): SCRAM makes
+//! brute force slow for whoever holds a stolen verifier, not for the server.
+//! The server's share of a connect is the `fork()` and the session start-up.
 //!
 //! The validation query is the empty string, as pgjdbc's `isValid()` and
 //! pgx's `Ping` send: the server answers EmptyQueryResponse without

@@ -5,9 +5,12 @@
 //! wait-time percentiles over the most recent acquires that had to wait.
 //! These are the numbers to watch in production: `waiting > 0` for long
 //! means the pool is too small or a holder is slow; `active == max_size` with
-//! low load means a leak (the story's Q21).
+//! low load means a leak (the story's Q21). Leak reports ([`LeakReport`])
+//! are kept here too, with the counters the pool keeps for this snapshot.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::panic::Location;
 use std::time::Duration;
 
 /// Why the pool closed a connection. Counted in [`Stats::closed`].
@@ -95,6 +98,81 @@ impl ClosedCounts {
     }
 }
 
+/// How many leak reports [`Pool::leak_reports`](super::Pool::leak_reports)
+/// keeps (the oldest are dropped).
+pub const LEAK_REPORTS_KEPT: usize = 64;
+
+/// A connection held too long, as reported by leak detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakReport {
+    /// The pool's number for the connection (see [`Pooled::id`](super::Pooled::id)).
+    pub conn_id: u64,
+    /// Where `acquire()` was called (`#[track_caller]`).
+    pub acquired_at: &'static Location<'static>,
+    /// How long it had been held when reported.
+    pub held_for: Duration,
+}
+
+impl fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connection #{} acquired at {} has been held for {}: leaked?",
+            self.conn_id,
+            self.acquired_at,
+            Short(self.held_for)
+        )
+    }
+}
+
+/// What has happened since the pool opened: the counters behind [`Stats`],
+/// kept apart from the state that decides the pool's next step.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) acquires: u64,
+    pub(crate) created: u64,
+    pub(crate) connect_errors: u64,
+    pub(crate) last_connect_error: Option<String>,
+    pub(crate) closed: ClosedCounts,
+    pub(crate) timeouts: u64,
+    pub(crate) leaks: u64,
+    pub(crate) leak_reports: VecDeque<LeakReport>,
+    pub(crate) waits: WaitRecorder,
+}
+
+impl Counters {
+    pub(crate) fn connect_failed(&mut self, why: String) {
+        self.connect_errors += 1;
+        self.last_connect_error = Some(why);
+    }
+
+    /// Keep `report`, dropping the oldest past [`LEAK_REPORTS_KEPT`].
+    pub(crate) fn leaked(&mut self, report: LeakReport) {
+        self.leaks += 1;
+        if self.leak_reports.len() == LEAK_REPORTS_KEPT {
+            self.leak_reports.pop_front();
+        }
+        self.leak_reports.push_back(report);
+    }
+
+    /// The counters, with the gauges the caller read from the state.
+    pub(crate) fn snapshot(&self, idle: usize, active: usize, waiting: usize, max_size: usize) -> Stats {
+        Stats {
+            idle,
+            active,
+            waiting,
+            max_size,
+            acquires: self.acquires,
+            created: self.created,
+            connect_errors: self.connect_errors,
+            closed: self.closed,
+            timeouts: self.timeouts,
+            leaks: self.leaks,
+            wait: self.waits.percentiles(),
+        }
+    }
+}
+
 /// Wait-time percentiles over the last [`WAIT_SAMPLES`] acquires that waited
 /// (queued for a slot or opened a connection). Acquires served straight from
 /// the idle deque wait zero and are not sampled, so these describe the slow
@@ -119,20 +197,13 @@ pub struct WaitTimes {
 /// approximate; the price is memory (N × 8 bytes) and an O(N log N) read.
 pub const WAIT_SAMPLES: usize = 1024;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct WaitRecorder {
     ring: Vec<Duration>,
     next: usize,
 }
 
 impl WaitRecorder {
-    pub(crate) fn new() -> WaitRecorder {
-        WaitRecorder {
-            ring: Vec::new(),
-            next: 0,
-        }
-    }
-
     pub(crate) fn record(&mut self, waited: Duration) {
         if self.ring.len() < WAIT_SAMPLES {
             self.ring.push(waited);
@@ -238,7 +309,7 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let mut rec = WaitRecorder::new();
+        let mut rec = WaitRecorder::default();
         for ms in 1..=100 {
             rec.record(Duration::from_millis(ms));
         }
@@ -252,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_only_the_most_recent_waits() {
-        let mut rec = WaitRecorder::new();
+        let mut rec = WaitRecorder::default();
         for _ in 0..WAIT_SAMPLES {
             rec.record(Duration::from_secs(9));
         }
@@ -287,7 +358,7 @@ mod tests {
 
     #[test]
     fn no_samples_give_zeros() {
-        assert_eq!(WaitRecorder::new().percentiles(), WaitTimes::default());
+        assert_eq!(WaitRecorder::default().percentiles(), WaitTimes::default());
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! A pool manager over plain loopback TCP, and the tiny server it talks to,
 //! so the pool's policy can be tested on real sockets without PostgreSQL.
 //!
-//! The protocol is one byte each way: `P` (ping) is answered `p`, `R`
-//! (reset) is answered `r`. The client side keeps two flags that stand in
-//! for a Postgres session's state: `dirty` ("inside a transaction") and
-//! `broken` ("protocol out of sync").
+//! The protocol is one byte each way. The server speaks first, a `H`
+//! (hello) on accept, which the client waits for before its connect counts
+//! as done: like PostgreSQL's startup, a connect is more than the TCP
+//! handshake, so a server that accepts and says nothing ([`SilentServer`])
+//! can hang it. Then `P` (ping) is answered `p` and `R` (reset) `r`. The
+//! client side keeps two flags that stand in for a Postgres session's
+//! state: `dirty` ("inside a transaction") and `broken` ("protocol out of
+//! sync").
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -15,6 +19,7 @@ use connlab::net::{TcpListener, TcpStream};
 use connlab::pool::{Health, Manager};
 use connlab::reactor::{self, JoinHandle};
 
+pub const HELLO: u8 = b'H';
 pub const PING: u8 = b'P';
 pub const PONG: u8 = b'p';
 pub const RESET: u8 = b'R';
@@ -27,6 +32,9 @@ pub struct TestServer {
     handlers: Rc<RefCell<Vec<JoinHandle<()>>>>,
     /// Resets (`R`) answered so far.
     pub resets: Rc<Cell<u64>>,
+    /// While set, requests are read and never answered (a backend that
+    /// hangs mid-session).
+    pub mute: Rc<Cell<bool>>,
 }
 
 impl TestServer {
@@ -39,17 +47,23 @@ impl TestServer {
         let addr = listener.local_addr()?;
         let handlers: Rc<RefCell<Vec<JoinHandle<()>>>> = Rc::default();
         let resets: Rc<Cell<u64>> = Rc::default();
+        let mute: Rc<Cell<bool>> = Rc::default();
         {
-            let (handlers, resets) = (handlers.clone(), resets.clone());
+            let (handlers, resets, mute) = (handlers.clone(), resets.clone(), mute.clone());
             // Detached: the acceptor lives as long as the test's reactor.
             drop(reactor::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let resets = resets.clone();
-                    handlers.borrow_mut().push(reactor::spawn(serve(stream, resets)));
+                    let (resets, mute) = (resets.clone(), mute.clone());
+                    handlers.borrow_mut().push(reactor::spawn(serve(stream, resets, mute)));
                 }
             }));
         }
-        Ok(TestServer { addr, handlers, resets })
+        Ok(TestServer {
+            addr,
+            handlers,
+            resets,
+            mute,
+        })
     }
 
     /// Close every server-side connection (the client sees EOF), like
@@ -61,9 +75,15 @@ impl TestServer {
     }
 }
 
-async fn serve(stream: TcpStream, resets: Rc<Cell<u64>>) {
+async fn serve(stream: TcpStream, resets: Rc<Cell<u64>>, mute: Rc<Cell<bool>>) {
+    if stream.write_all(&[HELLO]).await.is_err() {
+        return;
+    }
     let mut byte = [0u8; 1];
     while let Ok(1) = stream.read(&mut byte).await {
+        if mute.get() {
+            continue;
+        }
         let answer = match byte[0] {
             PING => PONG,
             RESET => {
@@ -90,18 +110,7 @@ pub struct TestConn {
 impl TestConn {
     async fn ask(&mut self, request: u8, expect: u8) -> io::Result<()> {
         self.stream.write_all(&[request]).await?;
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte).await? {
-            1 if byte[0] == expect => Ok(()),
-            0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "test server closed the connection",
-            )),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "unexpected answer from the test server",
-            )),
-        }
+        expect_byte(&self.stream, expect).await
     }
 
     pub async fn ping(&mut self) -> io::Result<()> {
@@ -109,9 +118,26 @@ impl TestConn {
     }
 }
 
+/// Read one byte and check it is `expect`.
+async fn expect_byte(stream: &TcpStream, expect: u8) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte).await? {
+        1 if byte[0] == expect => Ok(()),
+        0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "test server closed the connection",
+        )),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected answer from the test server",
+        )),
+    }
+}
+
 /// The manager: counts what the pool asked of it.
 pub struct TcpManager {
-    pub addr: SocketAddr,
+    /// Where new connections go; [`TcpManager::point_at`] moves it.
+    addr: Cell<SocketAddr>,
     pub connects: Cell<u64>,
     pub validations: Cell<u64>,
 }
@@ -119,10 +145,17 @@ pub struct TcpManager {
 impl TcpManager {
     pub fn new(addr: SocketAddr) -> TcpManager {
         TcpManager {
-            addr,
+            addr: Cell::new(addr),
             connects: Cell::new(0),
             validations: Cell::new(0),
         }
+    }
+}
+
+impl TcpManager {
+    /// Send the connections opened from now on to `addr`.
+    pub fn point_at(&self, addr: SocketAddr) {
+        self.addr.set(addr);
     }
 }
 
@@ -132,7 +165,8 @@ impl Manager for TcpManager {
 
     async fn connect(&self) -> io::Result<TestConn> {
         self.connects.set(self.connects.get() + 1);
-        let stream = TcpStream::connect(self.addr).await?;
+        let stream = TcpStream::connect(self.addr.get()).await?;
+        expect_byte(&stream, HELLO).await?;
         Ok(TestConn {
             stream,
             dirty: false,
@@ -159,5 +193,34 @@ impl Manager for TcpManager {
         conn.ask(RESET, RESET_DONE).await?;
         conn.dirty = false;
         Ok(())
+    }
+}
+
+/// A server that accepts every connection and never sends a byte: a
+/// PostgreSQL whose backend hangs before its first message, a process
+/// stopped with `SIGSTOP` after the kernel finished the handshake. The
+/// connections stay open while the test's reactor runs.
+pub struct SilentServer {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Rc<Cell<u64>>,
+}
+
+impl SilentServer {
+    pub fn start() -> io::Result<SilentServer> {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().expect("a literal address"), 128)?;
+        let addr = listener.local_addr()?;
+        let accepted: Rc<Cell<u64>> = Rc::default();
+        let count = accepted.clone();
+        // Detached, like `TestServer`'s acceptor; the held streams close
+        // when the reactor drops the task.
+        drop(reactor::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.set(count.get() + 1);
+                held.push(stream);
+            }
+        }));
+        Ok(SilentServer { addr, accepted })
     }
 }

@@ -2,8 +2,6 @@
 //! blocking client that reads responses by their `Content-Length`: the
 //! vocabulary of `tests/http.rs` and `tests/http_failures.rs`.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -194,11 +192,6 @@ pub fn assert_closed(conn: &mut BufReader<TcpStream>) {
     let mut rest = Vec::new();
     let n = conn.read_to_end(&mut rest).expect("reading to EOF");
     assert_eq!(n, 0, "expected EOF, got {:?}", String::from_utf8_lossy(&rest));
-}
-
-/// Every backend the reactor runs on here.
-pub fn backends() -> [Backend; 3] {
-    Backend::ALL
 }
 
 /// The `click` example, run as a child process (as a user runs it).
