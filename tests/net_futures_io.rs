@@ -3,7 +3,7 @@
 //! runtime-neutral crate is written) echoes a megabyte over TCP and over a
 //! Unix socket, and `poll_close` is a half-close the peer reads as EOF.
 
-mod helpers;
+mod util;
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -53,7 +53,7 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn tcp_streams_echo_through_the_futures_io_traits() {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let back = config
             .block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap(), 8).unwrap();
@@ -74,7 +74,7 @@ where
     F: Fn(Stream, Stream) -> Fut,
     Fut: std::future::Future<Output = Vec<u8>>,
 {
-    for config in helpers::configs() {
+    for config in util::configs() {
         let name = format!("connlab-futures-io-{tag}-{}-{:?}", std::process::id(), config.backend);
         let path = std::env::temp_dir().join(name);
         let _ = std::fs::remove_file(&path);

@@ -3,12 +3,12 @@
 //! `options=` in the URL, transactions (commit, rollback, a failed commit,
 //! a dropped guard), and a large result streamed in bounded batches.
 
-mod support;
+mod util;
 
 use connlab::pg::connection::RowStream;
 use connlab::pg::{sqlstate, Connection, Error, Value};
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())

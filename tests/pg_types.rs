@@ -4,14 +4,14 @@
 //! server means), and it comes back as the same Rust value. NULL travels
 //! as `None` for each.
 
-mod support;
+mod util;
 
 use std::time::{Duration, SystemTime};
 
 use connlab::pg::connection::types::{Date, Numeric, Timestamp, Uuid};
 use connlab::pg::{Connection, FromSql, ToSql};
 use connlab::testbed::postgres::Cluster;
-use support::on_every_backend;
+use util::on_every_backend;
 
 async fn connect() -> Connection {
     Connection::connect_url(&Cluster::shared().unwrap().url())
