@@ -11,11 +11,14 @@
 //!   that cleans up even after `SIGKILL`.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (`initdb`, `postgres`,
 //!   `pg_ctl`) with one login per authentication method.
+//! - [`certs`]: a CA and a server certificate made per run, for a cluster
+//!   with TLS on.
 //! - [`choose`](mod@choose): the rule an example follows to find its server.
 //!
 //! The binaries are the distribution's (Debian packages installed by
 //! `scripts/setup`), the same software a production deployment runs.
 
+pub mod certs;
 pub mod choose;
 pub mod postgres;
 pub mod process;
