@@ -39,7 +39,10 @@ fn notifications_that_arrive_during_a_query_are_kept_for_later() {
     on_every_backend(|_| async {
         let (mut listener, mut sender) = (connect().await, connect().await);
         listener.simple_query("LISTEN news_during").await.unwrap();
-        sender.simple_query("NOTIFY news_during, '1'; NOTIFY news_during, '2'").await.unwrap();
+        sender
+            .simple_query("NOTIFY news_during, '1'; NOTIFY news_during, '2'")
+            .await
+            .unwrap();
         // Make sure they are on the listener's socket before its next query.
         let first = listener.next_notification().await.unwrap();
         listener.query("SELECT 1", &[]).await.unwrap();

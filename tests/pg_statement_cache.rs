@@ -6,7 +6,6 @@
 
 mod support;
 
-
 use connlab::pg::connection::tap::{Direction, WireRecord};
 use connlab::pg::connection::types::ToSql;
 use connlab::pg::connection::{Connection, Error};

@@ -114,7 +114,10 @@ fn verify_ca_and_verify_full_refuse_a_certificate_from_another_ca() {
                 let err = Connection::connect_url(&url).await.unwrap_err();
                 assert!(matches!(err, Error::Tls(_)), "{mode}: {err:?}");
                 let msg = err.to_string();
-                assert!(msg.contains("certificate") && msg.contains("UnknownIssuer"), "{mode}: {msg}");
+                assert!(
+                    msg.contains("certificate") && msg.contains("UnknownIssuer"),
+                    "{mode}: {msg}"
+                );
             }
         }
     });
@@ -165,11 +168,15 @@ async fn mechanism_used(url: &str) -> Result<String, Error> {
 fn scram_plus_binds_the_login_to_tls_when_channel_binding_is_required() {
     on_every_backend(|_| async {
         // The server checks the certificate hash we send: a wrong one fails the login.
-        let plus = mechanism_used(&tls_url("sslmode=require&channel_binding=require")).await.unwrap();
+        let plus = mechanism_used(&tls_url("sslmode=require&channel_binding=require"))
+            .await
+            .unwrap();
         assert_eq!(plus, "SCRAM-SHA-256-PLUS");
         let preferred = mechanism_used(&tls_url("sslmode=require")).await.unwrap();
         assert_eq!(preferred, "SCRAM-SHA-256-PLUS", "channel_binding=prefer is the default");
-        let off = mechanism_used(&tls_url("sslmode=require&channel_binding=disable")).await.unwrap();
+        let off = mechanism_used(&tls_url("sslmode=require&channel_binding=disable"))
+            .await
+            .unwrap();
         assert_eq!(off, "SCRAM-SHA-256");
     });
 }

@@ -44,8 +44,8 @@ use std::time::Duration;
 
 use crate::pg::auth::scram::{DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS};
 pub use crate::pg::auth::RequireAuth;
-pub use crate::pg::tls::{ChannelBinding, SslMode, TlsConfig};
 use crate::pg::protocol::backend::DEFAULT_MAX_MESSAGE_LEN;
+pub use crate::pg::tls::{ChannelBinding, SslMode, TlsConfig};
 
 /// The port PostgreSQL listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -320,10 +320,13 @@ impl Config {
             None => RequireAuth::any(),
         };
         let tls = TlsConfig {
-            mode: pick(parts.sslmode, "PGSSLMODE").map_or(Ok(SslMode::default()), |t| SslMode::parse(&t).map_err(err))?,
+            mode: pick(parts.sslmode, "PGSSLMODE")
+                .map_or(Ok(SslMode::default()), |t| SslMode::parse(&t).map_err(err))?,
             root_cert: pick(parts.sslrootcert, "PGSSLROOTCERT").map(PathBuf::from),
             channel_binding: pick(parts.channel_binding, "PGCHANNELBINDING")
-                .map_or(Ok(ChannelBinding::default()), |t| ChannelBinding::parse(&t).map_err(err))?,
+                .map_or(Ok(ChannelBinding::default()), |t| {
+                    ChannelBinding::parse(&t).map_err(err)
+                })?,
         };
         Ok(Config {
             tls,

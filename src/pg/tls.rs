@@ -129,7 +129,9 @@ impl ChannelBinding {
             "disable" => Ok(ChannelBinding::Disable),
             "prefer" => Ok(ChannelBinding::Prefer),
             "require" => Ok(ChannelBinding::Require),
-            other => Err(format!("channel_binding {other:?} is not one of disable, prefer, require")),
+            other => Err(format!(
+                "channel_binding {other:?} is not one of disable, prefer, require"
+            )),
         }
     }
 }
@@ -159,7 +161,7 @@ impl TlsConfig {
 
     /// Build the rustls client configuration for this mode.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let verifier: Arc<dyn ServerCertVerifier> = match self.effective_mode() {
             SslMode::VerifyFull => self.webpki(&provider)?,
             SslMode::VerifyCa => Arc::new(ChainOnly(self.webpki(&provider)?)),
@@ -188,9 +190,29 @@ impl TlsConfig {
     }
 }
 
+// ANCHOR: provider
+/// rustls's `ring` provider, with one change: P-256 first among the key
+/// exchange groups. A TLS 1.3 ClientHello carries a key share for one group
+/// only (rustls: X25519), and PostgreSQL up to 17 accepts only
+/// `ssl_ecdh_curve = prime256v1` by default, so it answers an X25519 share
+/// with a HelloRetryRequest: one more round trip on every connection
+/// (`CONNLAB_TRACE=1` shows two ServerHellos). PostgreSQL 18 accepts both
+/// (`ssl_groups = 'X25519:prime256v1'`), so P-256 first costs it nothing.
+/// The alternative, a share for both groups, makes every ClientHello bigger
+/// and the client compute a key pair it throws away.
+pub fn provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .kx_groups
+        .sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
+    provider
+}
+// ANCHOR_END: provider
+
 /// libpq's default root file, `~/.postgresql/root.crt`.
 fn default_root_cert() -> Result<PathBuf, String> {
-    let home = std::env::var_os("HOME").ok_or("sslmode verify-ca/verify-full needs sslrootcert (and HOME is not set)")?;
+    let home =
+        std::env::var_os("HOME").ok_or("sslmode verify-ca/verify-full needs sslrootcert (and HOME is not set)")?;
     Ok(Path::new(&home).join(".postgresql/root.crt"))
 }
 
@@ -269,7 +291,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),

@@ -24,13 +24,13 @@ use md5::{Digest, Md5};
 use super::protocol::backend::Authentication;
 use super::protocol::{frontend, EncodeError};
 
-mod require;
 pub mod channel_binding;
+mod require;
 pub mod scram;
 
 pub use require::{AuthMethod, RequireAuth};
-pub use scram::ScramSha256;
 use scram::Binding;
+pub use scram::ScramSha256;
 
 use crate::pg::tls::ChannelBinding;
 
@@ -427,12 +427,12 @@ impl Authenticator {
                 scram::SCRAM_SHA_256_PLUS,
                 Binding::TlsServerEndPoint(channel_binding::tls_server_end_point(cert)?),
             )),
-            _ if self.binding_policy == ChannelBinding::Require => Err(AuthError::ChannelBindingRequired(
-                match self.server_certificate {
+            _ if self.binding_policy == ChannelBinding::Require => {
+                Err(AuthError::ChannelBindingRequired(match self.server_certificate {
                     None => "the connection is not TLS (see sslmode)",
                     Some(_) => "the server does not offer SCRAM-SHA-256-PLUS",
-                },
-            )),
+                }))
+            }
             Some(_) if usable => Ok((choose_mechanism(offered.iter().copied())?, Binding::NotOffered)),
             _ => Ok((choose_mechanism(offered.iter().copied())?, Binding::None)),
         }

@@ -31,10 +31,10 @@
 //! `ConnectionCommon` docs for the read_tls/process_new_packets/write_tls
 //! loop; RFC 8446 §5.1 for the record header the narrator reads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
@@ -73,6 +73,8 @@ pub(super) struct TlsStream {
     inbox: RefCell<(Vec<u8>, usize)>,
     /// Ciphertext waiting for `write(2)`; kept to reuse its allocation.
     outbox: RefCell<Vec<u8>>,
+    /// How long the handshake took, ClientHello to Finished.
+    handshake: Cell<Duration>,
 }
 
 /// What the TLS leg cost and what it agreed on, for the narrator and the
@@ -85,6 +87,10 @@ pub struct TlsInfo {
     pub cipher_suite: String,
     /// The server's certificate (DER), which channel binding hashes.
     pub server_certificate: Vec<u8>,
+    /// The TLS handshake alone, ClientHello to Finished: the TLS leg of
+    /// [`ConnectTimings`](super::ConnectTimings) less the SSLRequest's
+    /// round trip (whose answer waits for the server to fork a backend).
+    pub handshake: Duration,
 }
 
 impl Transport {
@@ -142,6 +148,7 @@ impl Transport {
                 .and_then(|chain| chain.first())
                 .map(|cert| cert.to_vec())
                 .unwrap_or_default(),
+            handshake: tls.handshake.get(),
         })
     }
 }
@@ -175,7 +182,9 @@ pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Re
     let mut answer = [0u8; 64];
     let n = stream.read(&mut answer).await?;
     match answer[..n] {
-        [] => Err(Error::Tls("the server closed the connection instead of answering the SSLRequest".into())),
+        [] => Err(Error::Tls(
+            "the server closed the connection instead of answering the SSLRequest".into(),
+        )),
         [SSL_YES] => {
             crate::narrate!("← 'S': the server will speak TLS");
             let name = ServerName::try_from(host.to_string())
@@ -186,6 +195,7 @@ pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Re
                 session: RefCell::new(session),
                 inbox: RefCell::new((Vec::new(), 0)),
                 outbox: RefCell::new(Vec::new()),
+                handshake: Cell::new(Duration::ZERO),
             };
             tls.handshake().await?;
             Ok(Transport::Tls(Box::new(tls)))
@@ -223,7 +233,9 @@ impl TlsStream {
                 break;
             }
             if self.receive(true).await? == 0 {
-                return Err(Error::Tls("the server closed the connection during the TLS handshake".into()));
+                return Err(Error::Tls(
+                    "the server closed the connection during the TLS handshake".into(),
+                ));
             }
             if let Err(e) = self.feed() {
                 // rustls queued an alert saying why; the server's log
@@ -232,10 +244,11 @@ impl TlsStream {
                 return Err(Error::Tls(format!("handshake failed: {e}")));
             }
         }
+        self.handshake.set(started.elapsed());
         let session = self.session.borrow();
         crate::narrate!(
             "TLS established in {:?}: {:?}, {:?}",
-            started.elapsed(),
+            self.handshake.get(),
             session.protocol_version(),
             session.negotiated_cipher_suite().map(|s| s.suite())
         );
@@ -257,7 +270,10 @@ impl TlsStream {
                 // Left over when rustls's plaintext buffer was full, and
                 // now it is empty: no need to read the socket yet.
                 if !self.feed()? {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: rustls takes no more ciphertext"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "TLS: rustls takes no more ciphertext",
+                    ));
                 }
                 continue;
             }
@@ -361,6 +377,20 @@ impl TlsStream {
     }
 }
 
+/// The `random` of a ServerHello that is really a HelloRetryRequest: the
+/// SHA-256 of "HelloRetryRequest" (RFC 8446 §4.1.3).
+const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
+    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Is this handshake fragment a HelloRetryRequest? Its message type (1
+/// byte) and length (3) come first, then the legacy version (2), then the
+/// 32-byte random.
+fn is_hello_retry(fragment: &[u8]) -> bool {
+    fragment.get(6..38) == Some(&HELLO_RETRY_RANDOM[..])
+}
+
 /// Narrate the TLS records in `bytes` (RFC 8446 §5.1: a content type, a
 /// legacy version, a 16-bit length, then the fragment). Only handshake
 /// records sent before encryption starts show which message they carry; in
@@ -375,6 +405,9 @@ fn narrate_records(direction: &str, mut bytes: &[u8]) {
         let len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let what = match (kind, rest.first()) {
             (22, Some(1)) => "handshake: ClientHello",
+            (22, Some(2)) if is_hello_retry(rest) => {
+                "handshake: ServerHello (a HelloRetryRequest: another key share, please)"
+            }
             (22, Some(2)) => "handshake: ServerHello",
             (22, Some(11)) => "handshake: Certificate",
             (22, Some(12)) => "handshake: ServerKeyExchange",
@@ -386,7 +419,11 @@ fn narrate_records(direction: &str, mut bytes: &[u8]) {
             (23, _) => "application_data (encrypted)",
             _ => "unknown record type",
         };
-        let cut = if rest.len() < len { " (continues in the next read)" } else { "" };
+        let cut = if rest.len() < len {
+            " (continues in the next read)"
+        } else {
+            ""
+        };
         crate::narrate!("{direction} TLS record {what}, {len} bytes{cut}");
         bytes = rest.get(len..).unwrap_or_default();
     }
