@@ -217,3 +217,25 @@ fn bytes_after_the_ssl_answer_are_refused_before_the_handshake() {
     });
 }
 // ANCHOR_END: injection
+
+/// Drop sends Terminate without blocking; under TLS it must go out
+/// encrypted (and with a close_notify), or the server would read five
+/// plaintext bytes as a broken TLS record and log an SSL error.
+#[test]
+fn drop_says_goodbye_inside_tls() {
+    let cluster = Cluster::start_with_tls().unwrap();
+    let url = format!("{}?sslmode=require", cluster.url());
+    on_every_backend(|_| {
+        let url = url.clone();
+        async move {
+            let mut conn = Connection::connect_url(&url).await.unwrap();
+            assert!(server_sees_ssl(&mut conn).await);
+            drop(conn);
+        }
+    });
+    // Let the backends read the goodbye and exit.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = std::fs::read_to_string(cluster.log_path()).unwrap();
+    assert!(!log.contains("SSL"), "the server saw a broken TLS stream:\n{log}");
+    assert!(!log.contains("unexpected EOF"), "{log}");
+}
