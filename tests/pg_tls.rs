@@ -89,7 +89,7 @@ fn a_large_result_and_a_large_request_cross_tls_intact() {
 }
 
 #[test]
-fn verify_full_with_the_runs_ca_works_for_ip_and_name() {
+fn verify_full_and_verify_ca_with_the_runs_ca_work() {
     on_every_backend(|_| async {
         let url = tls_url(&format!("sslmode=verify-full&sslrootcert={}", run_ca()));
         let mut conn = Connection::connect_url(&url).await.unwrap();
@@ -97,6 +97,9 @@ fn verify_full_with_the_runs_ca_works_for_ip_and_name() {
         let mut config = Config::from_url(&url).unwrap();
         config.host = connlab::pg::config::Host::Tcp("localhost".into());
         let mut conn = Connection::connect(&config).await.unwrap();
+        assert!(server_sees_ssl(&mut conn).await);
+        let url = tls_url(&format!("sslmode=verify-ca&sslrootcert={}", run_ca()));
+        let mut conn = Connection::connect_url(&url).await.unwrap();
         assert!(server_sees_ssl(&mut conn).await);
     });
 }

@@ -164,8 +164,14 @@ impl TlsConfig {
         let provider = Arc::new(provider());
         let verifier: Arc<dyn ServerCertVerifier> = match self.effective_mode() {
             SslMode::VerifyFull => self.webpki(&provider)?,
-            SslMode::VerifyCa => Arc::new(ChainOnly(self.webpki(&provider)?)),
-            _ => Arc::new(AnyCertificate(provider.clone())),
+            SslMode::VerifyCa => Arc::new(Libpq {
+                chain: Some(self.webpki(&provider)?),
+                provider: provider.clone(),
+            }),
+            _ => Arc::new(Libpq {
+                chain: None,
+                provider: provider.clone(),
+            }),
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -231,58 +237,26 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `sslmode=require`'s verifier: any certificate is accepted, as libpq
-/// does for `require` without a root file. What is still checked is the
-/// handshake signature, which proves the server holds the key of the
-/// certificate it sent (so the `tls-server-end-point` channel binding,
-/// which hashes that certificate, still means something). The rustls API
-/// puts this under `dangerous()`, and it is: it stops eavesdropping, not
-/// impersonation.
+/// The verifier for `sslmode=require` and `verify-ca`, the two modes that
+/// check less than rustls would.
+///
+/// - `require` (`chain: None`): any certificate is accepted, as libpq does
+///   without a root file. The rustls API puts this under `dangerous()`,
+///   and it is: it stops eavesdropping, not impersonation.
+/// - `verify-ca`: rustls's full check, less the host name. rustls checks
+///   the chain before the name, so a "not valid for this name" error means
+///   the chain itself was good; every other error stands.
+///
+/// Either way the handshake signature is checked, which proves the server
+/// holds the key of the certificate it sent (so the `tls-server-end-point`
+/// channel binding, which hashes that certificate, still means something).
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Libpq {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `sslmode=verify-ca`'s verifier: the full check, less the host name.
-/// rustls checks the chain before the name, so a "not valid for this name"
-/// error means the chain itself was good; every other error stands.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Libpq {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -291,10 +265,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -308,7 +282,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -317,11 +291,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
