@@ -12,8 +12,9 @@
 //! none of them waits), then shows each client socket's TCP state as the
 //! kernel reports it (`TCP_INFO`), the listener's queue as `ss` would
 //! (Recv-Q = waiting, Send-Q = limit), and the kernel's counters
-//! `TcpExt: ListenOverflows` and `ListenDrops` from `/proc/net/netstat`
-//! before and after. Expect something like:
+//! `TcpExt: ListenOverflows`, `ListenDrops`, `SyncookiesSent` and
+//! `SyncookiesRecv` from `/proc/net/netstat` before and after. Expect
+//! something like:
 //!
 //! ```text
 //! listen(fd 3, backlog 4) on 127.0.0.1:41235; not accepting
@@ -23,15 +24,26 @@
 //! listener queue: 5 waiting, limit 4
 //! ListenOverflows +5, ListenDrops +5
 //! drain: accept4 until EAGAIN took 5 connection(s) in one pass
+//! ...
+//! 7 of 10 client(s) accepted; 3 are ESTABLISHED with no socket on the
+//! server: connected into the void
 //! ```
 //!
 //! The queue holds backlog + 1 finished handshakes (the kernel's "full"
 //! test is `>`, not `>=`). The others sent a SYN that the kernel dropped,
-//! so they sit in SYN-SENT; their SYN is retransmitted after 1 s, and once
-//! the queue has room again they complete. The program waits for that
-//! retransmission and drains a second time, so every client ends up
-//! accepted. Cross-check while it runs: `ss -tan 'sport = :PORT or dport = :PORT'`.
-//! The counters are machine-wide, so other traffic can add to them.
+//! so they sit in SYN-SENT and resend it after 1 s. The program drains the
+//! queue once and waits for those resent SYNs. They arrive together, and
+//! not all of them end well: the kernel answers most with a SYN cookie
+//! (its tiny SYN queue is "full"), the clients complete the handshake, and
+//! the final ACKs that find the accept queue full again are dropped. Those
+//! clients are ESTABLISHED; the server has no socket, no request sock,
+//! nothing: the story's Q14 failure, happening for real. (They recover
+//! only if they send data after the queue has room: the data segment
+//! carries the same cookie. `kernel_lab -- cookies` shows both fates, the
+//! counters and what `tcp_abort_on_overflow` changes, in a private
+//! network namespace.) Cross-check while it runs:
+//! `ss -tan 'sport = :PORT or dport = :PORT'`. The counters are
+//! machine-wide, so other traffic can add to them.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -62,10 +74,27 @@ fn main() -> ExitCode {
 
 /// `TcpExt: ListenOverflows` and `ListenDrops`, or `None` where the kernel
 /// does not expose them (inside some containers).
-fn listen_counters() -> Option<(i64, i64)> {
-    let overflows = inspect::netstat_counter("TcpExt", "ListenOverflows").ok()?;
-    let drops = inspect::netstat_counter("TcpExt", "ListenDrops").ok()?;
-    Some((overflows, drops))
+fn listen_counters() -> Option<[i64; 4]> {
+    let get = |name| inspect::netstat_counter("TcpExt", name).ok();
+    Some([
+        get("ListenOverflows")?,
+        get("ListenDrops")?,
+        get("SyncookiesSent")?,
+        get("SyncookiesRecv")?,
+    ])
+}
+
+fn show_counters(before: Option<[i64; 4]>) {
+    match (before, listen_counters()) {
+        (Some(b), Some(a)) => println!(
+            "ListenOverflows +{}, ListenDrops +{}, SyncookiesSent +{}, SyncookiesRecv +{}",
+            a[0] - b[0],
+            a[1] - b[1],
+            a[2] - b[2],
+            a[3] - b[3]
+        ),
+        _ => println!("(the TcpExt counters are not readable from /proc/net/netstat here)"),
+    }
 }
 
 fn run(backlog: i32, clients: usize) -> std::io::Result<()> {
@@ -92,10 +121,7 @@ fn run(backlog: i32, clients: usize) -> std::io::Result<()> {
     std::thread::sleep(SETTLE);
     show_clients(&sockets);
     show_queue(&listener);
-    match (before, listen_counters()) {
-        (Some((o1, d1)), Some((o2, d2))) => println!("ListenOverflows +{}, ListenDrops +{}", o2 - o1, d2 - d1),
-        _ => println!("(ListenOverflows/ListenDrops are not readable from /proc/net/netstat here)"),
-    }
+    show_counters(before);
 
     let mut accepted = drain(&listener)?;
     println!(
@@ -105,7 +131,24 @@ fn run(backlog: i32, clients: usize) -> std::io::Result<()> {
     std::thread::sleep(SYN_RETRANSMIT);
     show_clients(&sockets);
     accepted.extend(drain(&listener)?);
+    show_counters(before);
+    let established = sockets
+        .iter()
+        .filter(|fd| {
+            let state = inspect::fd(fd.as_raw_fd())
+                .ok()
+                .and_then(|r| r.socket.and_then(|s| s.tcp_state));
+            state == Some(inspect::TcpState::Established)
+        })
+        .count();
+    let void = established.saturating_sub(accepted.len());
     println!("{} of {clients} client(s) accepted in total", accepted.len());
+    if void > 0 {
+        println!(
+            "{void} client(s) are ESTABLISHED with no socket on the server: connected into the void\n\
+             (SYN cookie handshakes whose final ACK was dropped on the full accept queue)"
+        );
+    }
     Ok(())
 }
 

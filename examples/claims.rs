@@ -5,7 +5,10 @@
 //! ephemeral ports, SYNs are retried 6 times over about 127 s, TIME_WAIT
 //! lasts 60 s, the congestion window starts at 10 segments, and so on. This
 //! example measures or reads each one from the running kernel and prints it
-//! beside the story's figure, with where the value came from.
+//! beside the story's figure, with where the value came from. A value that
+//! is computed rather than measured (the SYN schedule, from the sysctls and
+//! the rule `kernel_lab` measures) says "computed". `tests/claims.rs`
+//! re-runs these and fails when `docs/claims.md` no longer matches.
 //!
 //! ```text
 //! cargo run --release --example claims
@@ -19,25 +22,18 @@
 //! Where the machine disagrees with the story (a newer kernel's default
 //! congestion control is often BBR, not CUBIC), the row says so.
 //!
-//! Syscalls shown: `socket(2)`, `close(2)`, `getsockopt(2)` with `TCP_INFO`.
+//! Syscalls used: `socket(2)`, `close(2)`, `getsockopt(2)` with `TCP_INFO`
+//! (the measuring code is in `src/lab/facts.rs`).
 //! Man pages: `tcp(7)` (the sysctls), `proc(5)` (`/proc/net/tcp`, `slabinfo`).
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use common::sysctl;
-use connlab::inspect::{self, proc_net::TIMER_TIME_WAIT, TcpState};
-use connlab::sys::{self, socket};
+use connlab::inspect;
+use connlab::lab::{facts, syn};
+use connlab::sys;
 
 mod common;
-
-/// `/proc/net/tcp` reports timers in clock ticks (`USER_HZ`), which is 100
-/// on every mainstream Linux build (`sysconf(_SC_CLK_TCK)`).
-const TICKS_PER_SECOND: f64 = 100.0;
 
 fn main() -> ExitCode {
     common::Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("claims.rs")).finish();
@@ -49,8 +45,8 @@ fn main() -> ExitCode {
     row(
         "socket() cost",
         "~2 µs",
-        match socket_cost() {
-            Ok(cost) => format!("{} (median of 20 batches of 500)", common::show(cost)),
+        match facts::socket_cost_ns() {
+            Ok(ns) => format!("{} (median of 20 batches of 500)", common::show_ns(ns)),
             Err(e) => format!("could not measure: {e}"),
         },
         "timed socket(AF_INET, SOCK_STREAM) calls",
@@ -58,7 +54,15 @@ fn main() -> ExitCode {
     row(
         "first fd a process opens",
         "3 (0, 1, 2 are stdio)",
-        lowest_free_fd_claim(),
+        match facts::lowest_free_fd() {
+            Ok((freed, reused)) if freed == reused => {
+                format!("lowest free slot reused: closed fd {freed}, next socket got fd {reused}")
+            }
+            Ok((freed, reused)) => {
+                format!("closed fd {freed}, next socket got fd {reused} (another thread opened one)")
+            }
+            Err(e) => format!("could not check: {e}"),
+        },
         "socket() after closing one low fd: the lowest free slot is reused",
     );
     row(
@@ -71,17 +75,24 @@ fn main() -> ExitCode {
         "/proc/sys/net/ipv4/ip_local_port_range",
     );
     let syn_retries = sysctl("net/ipv4/tcp_syn_retries");
+    let linear = sysctl("net/ipv4/tcp_syn_linear_timeouts").parse::<u32>().unwrap_or(0);
     row(
-        "SYN retries before connect() gives up",
-        "6 retries over ~127 s",
+        "SYN resends until connect() gives up",
+        "6 retries: 1, 3, 7 ... ~127 s",
         match syn_retries.parse::<u32>() {
-            Ok(n) => format!(
-                "{n} retries over ~{} s (1 s initial RTO, doubling)",
-                syn_backoff_total_secs(n)
-            ),
+            Ok(n) => {
+                let c = syn::compute(n, linear);
+                let at: Vec<String> = c.resent_at.iter().map(u64::to_string).collect();
+                format!(
+                    "computed: {} resends at {} s, ETIMEDOUT at {} s",
+                    c.resent_at.len(),
+                    at.join(", "),
+                    c.gives_up_at
+                )
+            }
             Err(_) => format!("unreadable: {syn_retries:?}"),
         },
-        "/proc/sys/net/ipv4/tcp_syn_retries",
+        "tcp_syn_retries, tcp_syn_linear_timeouts; the rule: kernel_lab -- syn",
     );
     row(
         "accept-queue cap (somaxconn)",
@@ -115,7 +126,10 @@ fn main() -> ExitCode {
     row(
         "FIN_WAIT_2 timeout",
         "60 s",
-        format!("{} s", sysctl("net/ipv4/tcp_fin_timeout")),
+        format!(
+            "{} s, for orphans only (closed or crashed); shutdown() waits forever",
+            sysctl("net/ipv4/tcp_fin_timeout")
+        ),
         "/proc/sys/net/ipv4/tcp_fin_timeout",
     );
     row(
@@ -127,13 +141,15 @@ fn main() -> ExitCode {
         },
         "/proc/sys/net/ipv4/tcp_keepalive_time",
     );
-    match loopback_facts() {
+    match facts::loopback_facts() {
         Ok(facts) => {
             row(
                 "initial congestion window",
                 "10 segments (~14 KB)",
-                // The story's 14 KB assumes Ethernet's 1,460 B MSS; loopback's
-                // MTU is 64 KiB, so the same 10 segments carry far more.
+                // The story's 14 KB assumes Ethernet's 1,460 B MSS. Loopback's
+                // MSS is capped at half the largest window the peer has
+                // advertised (`tcp_bound_to_half_wnd`): 32,741 is half of its
+                // initial 65,483-byte window, not a property of the 64 KiB MTU.
                 format!(
                     "{} segments × {} B loopback MSS = {} KB ({} KB at Ethernet's 1460 B)",
                     facts.cwnd,
@@ -146,8 +162,8 @@ fn main() -> ExitCode {
             row(
                 "TIME_WAIT length",
                 "60 s (Linux ignores 2×MSL = 4 min)",
-                match facts.time_wait_ticks {
-                    Some(t) => format!("{:.0} s left on a just-closed socket", t as f64 / TICKS_PER_SECOND),
+                match facts.time_wait_secs {
+                    Some(t) => format!("{t:.0} s left on a just-closed socket"),
                     None => "not found in /proc/net/tcp".into(),
                 },
                 "/proc/net/tcp timer column (tr 03 = TIME_WAIT)",
@@ -155,7 +171,7 @@ fn main() -> ExitCode {
         }
         Err(e) => row("loopback connection facts", "-", format!("failed: {e}"), "-"),
     }
-    let slabs = slab_sizes();
+    let slabs = facts::slab_sizes();
     for (claim, story, cache) in [
         ("struct tcp_sock size", "~2,300 B", "TCP"),
         ("request_sock (SYN queue entry)", "~256 B", "request_sock_TCP"),
@@ -214,108 +230,4 @@ fn print_table(rows: &[[String; 4]]) {
     for r in rows {
         line([&r[0], &r[1], &r[2], &r[3]]);
     }
-}
-
-/// Total time before connect() gives up: the first SYN, then `n` retries
-/// with the retransmission timeout doubling from 1 s: 1+2+…+2^n.
-fn syn_backoff_total_secs(n: u32) -> u64 {
-    (0..=n.min(20)).map(|i| 1u64 << i).sum()
-}
-
-/// Median cost of one `socket(2)` call, timed in batches so the clock's
-/// own cost is spread thin; the sockets are closed outside the timed part.
-fn socket_cost() -> io::Result<Duration> {
-    const BATCH: u32 = 500;
-    let mut per_call = Vec::new();
-    for _ in 0..20 {
-        let mut fds = Vec::with_capacity(BATCH as usize);
-        let start = Instant::now();
-        for _ in 0..BATCH {
-            fds.push(socket::stream_socket(libc::AF_INET)?);
-        }
-        per_call.push(start.elapsed() / BATCH);
-        drop(fds);
-    }
-    Ok(common::median(&mut per_call))
-}
-
-/// The kernel hands out the lowest free fd number (POSIX requires it), so
-/// closing fd N and opening a socket gives N back.
-fn lowest_free_fd_claim() -> String {
-    let probe = || -> io::Result<(i32, i32)> {
-        let first = TcpListener::bind("127.0.0.1:0")?;
-        let second = TcpListener::bind("127.0.0.1:0")?;
-        let freed = first.as_raw_fd();
-        drop(first);
-        let third = TcpListener::bind("127.0.0.1:0")?;
-        let reused = third.as_raw_fd();
-        drop((second, third));
-        Ok((freed, reused))
-    };
-    match probe() {
-        Ok((freed, reused)) if freed == reused => {
-            format!("lowest free slot reused: closed fd {freed}, next socket got fd {reused}")
-        }
-        Ok((freed, reused)) => format!("closed fd {freed}, next socket got fd {reused} (another thread opened one)"),
-        Err(e) => format!("could not check: {e}"),
-    }
-}
-
-struct LoopbackFacts {
-    cwnd: u32,
-    mss: u32,
-    time_wait_ticks: Option<u64>,
-}
-
-/// Open a real loopback connection, read its TCP_INFO, then close it from
-/// the client side first so the *client* enters TIME_WAIT, and read the
-/// remaining TIME_WAIT time from `/proc/net/tcp`.
-fn loopback_facts() -> io::Result<LoopbackFacts> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let client = TcpStream::connect(listener.local_addr()?)?;
-    let (mut server, _) = listener.accept()?;
-    let client_port = client.local_addr()?.port();
-
-    let info = sys::info::tcp_info(client.as_raw_fd())?;
-
-    // The side that closes first is the one that waits.
-    drop(client);
-    let mut sink = Vec::new();
-    server.read_to_end(&mut sink)?;
-    server.flush()?;
-    drop(server);
-
-    Ok(LoopbackFacts {
-        cwnd: info.raw.tcpi_snd_cwnd,
-        mss: info.raw.tcpi_snd_mss,
-        time_wait_ticks: time_wait_timer(client_port),
-    })
-}
-
-/// The TIME_WAIT timer (in clock ticks) of the IPv4 socket with local port
-/// `port`, from `/proc/net/tcp`'s `tr:tm->when` column.
-fn time_wait_timer(port: u16) -> Option<u64> {
-    let table = inspect::tcp_table().ok()?;
-    table
-        .rows
-        .iter()
-        .find(|r| r.local.port() == port && r.state == TcpState::TimeWait && r.timer.0 == TIMER_TIME_WAIT)
-        .map(|r| r.timer.1)
-}
-
-/// Object sizes of the kernel's slab caches. `/proc/slabinfo` is mode 0400:
-/// only root may read it, so the error says so instead of guessing.
-fn slab_sizes() -> Result<Vec<(String, u64)>, String> {
-    let text =
-        fs::read_to_string("/proc/slabinfo").map_err(|e| format!("/proc/slabinfo unreadable ({e}); run as root"))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("slabinfo"))
-        .filter_map(|l| {
-            let mut cols = l.split_whitespace();
-            let name = cols.next()?.to_string();
-            let objsize = cols.nth(2)?.parse().ok()?;
-            Some((name, objsize))
-        })
-        .collect())
 }

@@ -23,8 +23,11 @@
 //!    once, so `SO_ERROR` is `ECONNREFUSED` within a fraction of a millisecond.
 //! 3. A listener whose accept queue is full (`listen(fd, 0)`, never
 //!    accepting, a few connections already queued): the kernel drops the
-//!    SYN, the client retransmits it (after 1 s, 3 s, 7 s ... up to ~127 s),
-//!    and only our reactor timer ends the wait. Check with `nstat -az
+//!    SYN, the client retransmits it, and only our reactor timer ends the
+//!    wait. Left alone, this kernel (Linux 6.5+, `tcp_syn_linear_timeouts`
+//!    = 4) resends at 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s and fails with
+//!    `ETIMEDOUT` at about 131 s; `cargo run --example kernel_lab -- syn`
+//!    measures the rule in a private network namespace. Check with `nstat -az
 //!    TcpExtListenOverflows` before and after.
 
 use std::net::SocketAddr;
@@ -118,7 +121,8 @@ async fn three_outcomes(timeout: Duration) -> std::io::Result<()> {
     row("accept queue full", &text, elapsed);
     println!(
         "\n({} connection(s) sat in the full queue; the kernel drops further SYNs, and without\n\
-         a timer connect would wait for the kernel's SYN retries, about two minutes.)",
+         a timer connect would wait for the kernel's SYN retries, about 131 s with\n\
+         this kernel's defaults: `kernel_lab -- syn` measures the rule.)",
         queued.len()
     );
     Ok(())

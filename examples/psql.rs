@@ -17,9 +17,11 @@
 //! What you will see: the rows as a table, like `psql`; then the socket
 //! (its fd, both ends of the 4-tuple from `getsockname(2)`/`getpeername(2)`,
 //! the server process's pid, which you can find with `ps` or in
-//! `pg_stat_activity`); then where the time went: the TCP handshake
-//! (~0.1 ms on loopback), startup + authentication (a few ms, mostly
-//! SCRAM's deliberately slow PBKDF2), and the query itself (a fraction of a
+//! `pg_stat_activity`); then where the time went: the connect (~0.1 ms on
+//! loopback, of which the TCP handshake itself is tens of µs and the rest
+//! is the reactor waking up), startup + authentication (a few ms: mostly
+//! the server forking and starting a backend, about 0.5 ms of it the
+//! client's PBKDF2 for SCRAM), and the query itself (a fraction of a
 //! millisecond). With `CONNLAB_TRACE=1`, every protocol message too. A
 //! failed statement (`ERROR 42601` and the like), a protocol error or a lost
 //! connection ends with the error on stderr and exit status 1.
@@ -138,11 +140,11 @@ fn print_connection(conn: &Connection, backend: Backend, query_time: Duration) {
     println!("  poller          {}", backend.name());
     println!("timings");
     println!(
-        "  connect         {}   (socket, connect, EINPROGRESS, writable)",
+        "  connect         {}   (socket, connect, EINPROGRESS, writable: handshake + reactor wake-up)",
         common::show(timings.connect)
     );
     println!(
-        "  startup + auth  {}   (StartupMessage .. ReadyForQuery)",
+        "  startup + auth  {}   (StartupMessage .. ReadyForQuery: backend fork and start-up, SCRAM)",
         common::show(timings.startup)
     );
     println!(

@@ -18,6 +18,13 @@
 //!    more appears when that connection finally closes);
 //! 4. the story's arithmetic (100/s and 500/s, and this run's own rate)
 //!    recomputed from this machine's range: rate x 60 s against the range.
+//!    It is arithmetic, and it assumes the kernel never recycles a
+//!    TIME_WAIT port. This kernel does, on loopback: `tcp_tw_reuse` = 2
+//!    (the default) lets a new `connect()` take over a loopback TIME_WAIT
+//!    4-tuple whose last timestamp is over 1 s old, so a loopback run whose
+//!    rate "uses up the range" still succeeds (40,000 connections at about
+//!    17k/s did). `cargo run --example kernel_lab -- ports` shows the real
+//!    `EADDRNOTAVAIL` with ten ports and reuse off, then reuse on.
 //!
 //! Check it yourself while the sockets linger (60 s):
 //! `ss -tan state time-wait | grep -c :PORT`, or `ss -s`.
@@ -247,7 +254,10 @@ fn run(n: usize) -> io::Result<()> {
     );
     println!();
 
-    println!("3) when do the ports run out? Each closed connection holds its port {TIME_WAIT_SECS} s:");
+    println!(
+        "3) when would the ports run out? Arithmetic, not measured: each closed connection holds its port\n   \
+         {TIME_WAIT_SECS} s, and the kernel is assumed never to recycle one (tcp_tw_reuse = 0):"
+    );
     for rate in [100, 500, rate.round() as u64] {
         println!("   {}", PortBudget::new(rate, range));
     }
@@ -259,11 +269,16 @@ fn run(n: usize) -> io::Result<()> {
     println!(
         "   FIN_WAIT_2 limit for orphans, not this. Ports are per destination: the budget is per (ip, port) you call."
     );
-    println!("   When the range is used up, connect() fails with EADDRNOTAVAIL, unless the kernel may recycle");
+    println!("   This run: all {n} connections succeeded at {rate:.0}/s. When the range is used up, connect() fails");
     println!(
-        "   TIME_WAIT ports: here net.ipv4.tcp_tw_reuse = {} (0 never, 1 always after 1 s, 2 loopback only),",
-        common::sysctl("net/ipv4/tcp_tw_reuse")
+        "   with EADDRNOTAVAIL unless the kernel may recycle a TIME_WAIT port for a new connect() (outgoing only):"
     );
+    println!(
+        "   here net.ipv4.tcp_tw_reuse = {} (0 never; 1 when its last timestamp is over tcp_tw_reuse_delay = {} ms old",
+        common::sysctl("net/ipv4/tcp_tw_reuse"),
+        common::sysctl("net/ipv4/tcp_tw_reuse_delay")
+    );
+    println!("   and both ends sent TCP timestamps; 2 the same for loopback only). kernel_lab -- ports measures it.");
     println!(
         "   and at most net.ipv4.tcp_max_tw_buckets = {} TIME_WAIT sockets exist (beyond that they are dropped early).",
         common::sysctl("net/ipv4/tcp_max_tw_buckets")

@@ -20,12 +20,14 @@
 //! | [`inspect`] | from fd 7 to `/proc`, the inode, the 4-tuple, TCP state, `TCP_INFO` | `/proc/self/fd`, `/proc/net/tcp` |
 //! | [`pg`] | the PostgreSQL wire protocol (sans-IO), SCRAM, a client | StartupMessage ... ReadyForQuery |
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
+//! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
+//! | [`lab`] | kernel experiments in a private network namespace (SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2, slow start); a LAN on loopback | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
 //! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
 //! | [`trace`] | the narrator switch | (it watches the others) |
 //!
 //! # Reading order
 //!
-//! From the click down to the kernel and back: [`pool`] → [`pg`] → [`net`]
+//! From the click down to the kernel and back: [`http`] → [`pool`] → [`pg`] → [`net`]
 //! → [`reactor`] → [`poller`] → [`sys`], with [`inspect`] as the microscope
 //! at every step. [`guide`] walks the same path in doc-tests that run;
 //! `docs/README.md` walks it with measurements.
@@ -33,7 +35,9 @@
 #![deny(missing_docs)]
 
 pub mod guide;
+pub mod http;
 pub mod inspect;
+pub mod lab;
 pub mod net;
 pub mod pg;
 pub mod poller;

@@ -29,6 +29,7 @@ use connlab::testbed::Cluster;
 /// `--version` and the bad-option checks only.
 const QUICK_RUNS: &[(&str, &[&str])] = &[
     ("accept_queue", &["--backlog", "1", "--clients", "3"]),
+    ("c10k", &["--conns", "100", "--busy-secs", "0.2"]),
     ("claims", &[]),
     ("connect", &["--timeout-ms", "100"]),
     ("echo_server", &["--addr", "127.0.0.1:0", "--duration", "0.2"]),

@@ -11,6 +11,7 @@
 //! | `cargo run --release -p connlab-peers --bin echo_bench` | echo servers: connlab, mio, tokio | `docs/comparisons.md` |
 //! | `cargo run --release -p connlab-peers --bin pg_bench` | one PostgreSQL connection: connlab, tokio-postgres, libpq | `docs/comparisons.md` |
 //! | `cargo run --release -p connlab-peers --bin pool_bench` | pools: connlab, deadpool-postgres | `docs/comparisons.md` |
+//! | `cargo run --release -p connlab-peers --bin copy_bench` | COPY FROM STDIN: connlab, tokio-postgres | `docs/comparisons.md` |
 //!
 //! This file holds what the comparisons share: the statistics, a process's
 //! CPU time from `/proc/<pid>/stat` (proc(5)), a seeded shuffle for

@@ -249,9 +249,9 @@ pub struct ListenQueue {
 
 /// The depth of a TCP listener's accept queue. `TCP_INFO` on a LISTEN
 /// socket reuses two fields: `tcpi_unacked` is the queue length
-/// (`sk_ack_backlog`) and `tcpi_sacked` the limit (`sk_max_ack_backlog`);
-/// this is where `ss` gets its numbers too (`tcp_get_info` in
-/// `net/ipv4/tcp.c`). Fails with `InvalidInput` if `fd` is not listening.
+/// (`sk_ack_backlog`) and `tcpi_sacked` the limit (`sk_max_ack_backlog`)
+/// (`tcp_get_info` in `net/ipv4/tcp.c`). `ss` shows the same two numbers
+/// but asks for them over netlink (`inet_diag`, `tcp_diag_get_info`). Fails with `InvalidInput` if `fd` is not listening.
 pub fn listen_queue(fd: RawFd) -> io::Result<ListenQueue> {
     let info = info::tcp_info(fd)?;
     if info.raw.tcpi_state != TcpState::Listen as u8 {
@@ -513,18 +513,20 @@ fn ms(us: u32) -> String {
 /// are the caller's to print: the kernel does not know them.)
 impl fmt::Display for FdReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flags = match (self.nonblocking, self.cloexec) {
-            (true, true) => "O_NONBLOCK, FD_CLOEXEC",
-            (true, false) => "O_NONBLOCK",
-            (false, true) => "FD_CLOEXEC",
-            (false, false) => "blocking, inherited across exec",
+        // FD_CLOEXEC is a flag of the fd-table slot (F_GETFD); O_NONBLOCK
+        // one of the open file (F_GETFL), shared by every dup of the fd.
+        let slot = if self.cloexec {
+            "FD_CLOEXEC"
+        } else {
+            "inherited across exec"
         };
+        let file = if self.nonblocking { "O_NONBLOCK" } else { "blocking" };
         writeln!(
             f,
-            "fd table      fd {} -> /proc/self/fd/{} -> {}",
+            "fd table      fd {} -> /proc/self/fd/{} -> {} ({slot})",
             self.fd, self.fd, self.link
         )?;
-        writeln!(f, "struct file   {} ({flags})", self.kind)?;
+        writeln!(f, "struct file   {} ({file})", self.kind)?;
         write!(
             f,
             "inode         {} (st_mode type: {})",

@@ -56,8 +56,17 @@ fn open_spare() -> Option<File> {
 
 impl Acceptor {
     pub(crate) fn new(fd: OwnedFd) -> Acceptor {
+        Acceptor::with_registration(Registration::new(fd))
+    }
+
+    /// For a listener shared by several reactors: see [`Registration::new_exclusive`].
+    pub(crate) fn exclusive(fd: OwnedFd) -> Acceptor {
+        Acceptor::with_registration(Registration::new_exclusive(fd))
+    }
+
+    fn with_registration(reg: Registration) -> Acceptor {
         Acceptor {
-            reg: Registration::new(fd),
+            reg,
             spare: RefCell::new(open_spare()),
             shed: Cell::new(0),
             backoff: RefCell::new(None),

@@ -19,6 +19,7 @@
 
 mod accept;
 mod conn;
+pub mod delay;
 pub mod echo;
 mod stream;
 mod tcp;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ impl TcpStream {
     /// reactor timer racing the writable event; when it wins, the socket is
     /// closed (which abandons the handshake) and the error is `TimedOut`.
     /// Without it, a SYN into a black hole or a full accept queue waits for
-    /// the kernel's retries (`net.ipv4.tcp_syn_retries`, ~127 s by default).
+    /// the kernel's retries (`net.ipv4.tcp_syn_retries`: about 131 s by default on Linux 6.5+, see `examples/kernel_lab.rs`).
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         match reactor::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(result) => result,
@@ -159,13 +159,44 @@ impl TcpListener {
     /// The backlog caps the accept queue of finished handshakes (Q14); the
     /// kernel also caps it at `net.core.somaxconn`.
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        Ok(TcpListener::from_fd(TcpListener::listen_fd(addr, backlog, false)?))
+    }
+
+    /// The listening socket [`TcpListener::bind`] makes, as a bare fd that
+    /// may be sent to another thread (a `TcpListener` belongs to the
+    /// thread whose reactor first uses it). With `reuseport`,
+    /// `SO_REUSEPORT` is set before `bind`, so several such sockets (one per
+    /// reactor thread) can listen on one port, each with its own accept
+    /// queue. For one listener shared by several threads instead, bind once
+    /// and hand each thread a duplicate (`OwnedFd::try_clone`, a `dup`).
+    pub fn listen_fd(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
         let fd = socket::stream_socket(domain_of(&addr))?;
         socket::set_reuseaddr(fd.as_raw_fd(), true)?;
+        if reuseport {
+            socket::set_reuseport(fd.as_raw_fd(), true)?;
+        }
         socket::bind(fd.as_raw_fd(), &RawAddr::from_socket_addr(&addr))?;
         socket::listen(fd.as_raw_fd(), backlog)?;
-        Ok(TcpListener {
+        Ok(fd)
+    }
+
+    /// Wrap a listening fd from [`TcpListener::listen_fd`] (any non-blocking
+    /// listening TCP socket will do: a blocking one would stall the reactor
+    /// in `accept4`).
+    pub fn from_fd(fd: OwnedFd) -> TcpListener {
+        TcpListener {
             acceptor: Acceptor::new(fd),
-        })
+        }
+    }
+
+    /// [`TcpListener::from_fd`] for a listener that other reactor threads
+    /// also watch: registered with `EPOLLEXCLUSIVE`, so a connection wakes
+    /// one thread, not all (see `Registration::new_exclusive`). Needs epoll
+    /// in edge mode; accepting on any other reactor fails with an error.
+    pub fn from_fd_exclusive(fd: OwnedFd) -> TcpListener {
+        TcpListener {
+            acceptor: Acceptor::exclusive(fd),
+        }
     }
 
     /// Take the next connection off the accept queue, waiting if it is

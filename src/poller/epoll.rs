@@ -93,6 +93,11 @@ fn event_mask(interest: Interest, mode: Mode) -> u32 {
         Mode::Edge => mask |= libc::EPOLLET as u32,
         Mode::OneShot => mask |= libc::EPOLLONESHOT as u32,
     }
+    if interest.is_exclusive() {
+        // epoll_ctl(2): EPOLLEXCLUSIVE accepts only EPOLLIN, EPOLLOUT,
+        // EPOLLET and EPOLLWAKEUP beside it; EPOLLRDHUP would be EINVAL.
+        mask = (mask & !(libc::EPOLLRDHUP as u32)) | libc::EPOLLEXCLUSIVE as u32;
+    }
     mask
 }
 // ANCHOR_END: epoll_mask

@@ -77,16 +77,34 @@ impl Interest {
     pub const fn add(self, other: Interest) -> Interest {
         Interest(self.0 | other.0)
     }
+
+    /// Ask for `EPOLLEXCLUSIVE` (epoll only, and only when adding): when
+    /// several epoll instances watch one fd, such as a listener shared by
+    /// several reactor threads, an event wakes one (or a few) of them
+    /// instead of all. poll and select have no such flag and ignore it; a
+    /// caller that depends on it checks the backend first.
+    pub const fn exclusive(self) -> Interest {
+        Interest(self.0 | 4)
+    }
+
+    /// Was [`Interest::exclusive`] asked for?
+    pub const fn is_exclusive(self) -> bool {
+        self.0 & 4 != 0
+    }
 }
 
 impl fmt::Debug for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.is_readable(), self.is_writable()) {
-            (true, true) => f.write_str("READABLE|WRITABLE"),
-            (true, false) => f.write_str("READABLE"),
-            (false, true) => f.write_str("WRITABLE"),
-            (false, false) => f.write_str("NONE"),
+            (true, true) => f.write_str("READABLE|WRITABLE")?,
+            (true, false) => f.write_str("READABLE")?,
+            (false, true) => f.write_str("WRITABLE")?,
+            (false, false) => f.write_str("NONE")?,
         }
+        if self.is_exclusive() {
+            f.write_str("|EXCLUSIVE")?;
+        }
+        Ok(())
     }
 }
 

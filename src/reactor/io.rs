@@ -122,7 +122,19 @@ impl Source {
 impl Reactor {
     /// Start tracking `fd`. In edge mode it is added to the poller now, for
     /// both directions, once; otherwise it is added on the first wait.
-    fn register(&self, fd: RawFd) -> io::Result<usize> {
+    fn register(&self, fd: RawFd, exclusive: bool) -> io::Result<usize> {
+        if exclusive && (self.backend != crate::poller::Backend::Epoll || self.mode != Mode::Edge) {
+            // EPOLLEXCLUSIVE is epoll's, and it may only be given when adding:
+            // level and one-shot modes re-arm with EPOLL_CTL_MOD, which the
+            // kernel refuses (EINVAL) on an exclusive registration.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "fd {fd}: an exclusive (EPOLLEXCLUSIVE) registration needs epoll in edge mode, not {} in {:?} mode",
+                    self.backend, self.mode
+                ),
+            ));
+        }
         let key = self.sources.borrow_mut().insert_with(|_| Source {
             fd,
             // Unknown at first, so assume ready: step 1 tries the syscall.
@@ -134,7 +146,13 @@ impl Reactor {
             in_poller: false,
         });
         if self.mode == Mode::Edge {
-            let added = self.poller.borrow_mut().add(fd, Token(key), Interest::BOTH, Mode::Edge);
+            // An exclusive registration is for a shared listener: readable only.
+            let interest = if exclusive {
+                Interest::READABLE.exclusive()
+            } else {
+                Interest::BOTH
+            };
+            let added = self.poller.borrow_mut().add(fd, Token(key), interest, Mode::Edge);
             self.bump(|s| s.poller_changes += 1);
             if let Err(e) = added {
                 self.sources.borrow_mut().remove(key);
@@ -307,6 +325,8 @@ fn stale_source() -> io::Error {
 pub struct Registration {
     bound: RefCell<Option<Bound>>,
     fd: OwnedFd,
+    /// Registered with `EPOLLEXCLUSIVE`; see [`Registration::new_exclusive`].
+    exclusive: bool,
 }
 
 struct Bound {
@@ -321,6 +341,20 @@ impl Registration {
         Registration {
             bound: RefCell::new(None),
             fd,
+            exclusive: false,
+        }
+    }
+
+    /// Like [`Registration::new`], for a listener that several reactor
+    /// threads watch at once: registered readable-only with
+    /// `EPOLLEXCLUSIVE`, so a new connection wakes one of them rather than
+    /// all (the thundering herd). Needs epoll in edge mode; any other
+    /// reactor refuses it with an error at first use.
+    pub fn new_exclusive(fd: OwnedFd) -> Registration {
+        Registration {
+            bound: RefCell::new(None),
+            fd,
+            exclusive: true,
         }
     }
 
@@ -341,7 +375,7 @@ impl Registration {
         if let Some(old) = self.bound.borrow_mut().take() {
             old.reactor.deregister(old.key);
         }
-        let key = current.register(self.fd.as_raw_fd())?;
+        let key = current.register(self.fd.as_raw_fd(), self.exclusive)?;
         let out = f(&current, key);
         *self.bound.borrow_mut() = Some(Bound { reactor: current, key });
         Ok(out)

@@ -28,6 +28,7 @@
 //! - `timers.rs`: [`sleep`], [`timeout`], the deadline set;
 //! - `io.rs`: [`Registration`], readiness, and how each [`Mode`] talks to the poller;
 //! - `signal.rs`: [`Signals`], Ctrl-C as an awaitable fd (`signalfd`);
+//! - `memory.rs`: [`with_scratch`], the read buffer all connections share, and [`bookkeeping`], what the reactor keeps per connection;
 //! - `slab.rs`: the table that turns a token back into a source or a task.
 //!
 //! Single-threaded on purpose: tasks are `!Send`, state lives in `Cell`
@@ -38,12 +39,14 @@
 
 mod executor;
 mod io;
+mod memory;
 mod signal;
 mod slab;
 mod timers;
 
 pub use executor::JoinHandle;
 pub use io::{Direction, Registration};
+pub use memory::{bookkeeping, with_scratch, Bookkeeping, SCRATCH_SIZE};
 pub use signal::Signals;
 pub use timers::{sleep, sleep_until, timeout, Elapsed, Sleep, Timeout};
 

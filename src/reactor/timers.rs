@@ -6,8 +6,8 @@
 //! pending deadline in order and passes "earliest deadline minus now". When
 //! the wait returns, every deadline that has passed fires (its task is woken).
 //!
-//! The set is a `BTreeMap<(deadline, id), Waker>`. The lead's sketch said
-//! `BinaryHeap`, which is the classic choice and just as fast to pop; we
+//! The set is a `BTreeMap<(deadline, id), Waker>`. A first design used
+//! a `BinaryHeap`, which is the classic choice and just as fast to pop; we
 //! took the tree because most timers here are *cancelled*, not fired: a
 //! `connect_timeout` or a query timeout is dropped when the operation wins
 //! the race. A heap cannot remove an arbitrary entry, so cancelled timers

@@ -27,6 +27,8 @@
 //!   `shutdown(2)`, `read(2)`/`write(2)`, `getsockopt(2)`/`setsockopt(2)`.
 //! - `signal.rs`: `pthread_sigmask(2)`, `signalfd(2)` (Ctrl-C as a readable fd).
 //! - `info.rs`: `TCP_INFO`, buffer sizes, `ioctl(SIOCINQ/SIOCOUTQ)`, `fstat(2)`.
+//! - `netns.rs`: `unshare(CLONE_NEWNET)`, `ioctl(SIOCSIFFLAGS)` on `lo`, and the
+//!   per-namespace sysctls, for experiments that change the kernel's TCP settings.
 //! - `user.rs`: `geteuid(2)`, `getpwnam_r(3)` (who to run a throwaway server as).
 
 #[cfg(not(target_os = "linux"))]
@@ -35,6 +37,7 @@ compile_error!("connlab teaches Linux's syscalls (epoll, accept4, TCP_INFO, /pro
 pub mod addr;
 pub mod fd;
 pub mod info;
+pub mod netns;
 pub mod signal;
 pub mod socket;
 pub mod user;

@@ -210,6 +210,45 @@ fn set_int(
     Ok(())
 }
 
+/// `setsockopt(TCP_MAXSEG)`: cap the segment size this socket sends and
+/// announces (`tcp(7)`). Set on a listener before `listen`, the accepted
+/// sockets inherit it; loopback experiments use it to send Ethernet-sized
+/// 1,460-byte segments instead of loopback's 32 KiB ones.
+pub fn set_maxseg(fd: RawFd, bytes: u16) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_MAXSEG,
+        libc::c_int::from(bytes),
+        "IPPROTO_TCP, TCP_MAXSEG",
+    )
+}
+
+/// `setsockopt(TCP_CONGESTION)`: choose this socket's congestion control
+/// by name (`"cubic"`, `"bbr"`, `"reno"`; see
+/// `/proc/sys/net/ipv4/tcp_available_congestion_control`). Set on a
+/// listener, the accepted sockets inherit it.
+pub fn set_congestion_control(fd: RawFd, name: &str) -> io::Result<()> {
+    // SAFETY: name points to name.len() readable bytes; the kernel copies
+    // at most that many (it needs no NUL terminator).
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    };
+    cvt(
+        ret,
+        "setsockopt",
+        format_args!("fd {fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}"),
+    )?;
+    crate::narrate!("setsockopt({fd}, IPPROTO_TCP, TCP_CONGESTION, {name:?}) = 0");
+    Ok(())
+}
+
 /// `setsockopt(SO_KEEPALIVE)`: let the kernel probe an idle connection and
 /// reset it when the peer stops answering (`socket(7)`); the timing comes
 /// from the three `TCP_KEEP*` options below or the `net.ipv4.tcp_keepalive_*`
@@ -282,6 +321,13 @@ pub fn nodelay(fd: RawFd) -> io::Result<bool> {
 /// restarting a server right after stopping it fails with `EADDRINUSE`.
 pub fn set_reuseaddr(fd: RawFd, on: bool) -> io::Result<()> {
     set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, on, "SOL_SOCKET, SO_REUSEADDR")
+}
+
+/// `setsockopt(SO_REUSEPORT)`: let several sockets bind the same address
+/// and port, each with its own accept queue; the kernel hashes each new
+/// connection's 4-tuple to one of them (`socket(7)`). Set before `bind`.
+pub fn set_reuseport(fd: RawFd, on: bool) -> io::Result<()> {
+    set_flag(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, on, "SOL_SOCKET, SO_REUSEPORT")
 }
 
 /// Which half (or both) of a connection to shut down.

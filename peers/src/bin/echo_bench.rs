@@ -5,7 +5,14 @@
 //! cargo build --release -p connlab-peers
 //! cargo run --release -p connlab-peers --bin echo_bench [-- --rounds 5 --secs 1.5 --conns 50 --same-cpu --strace --no-syscalls]
 //! cargo run --release -p connlab-peers --bin echo_bench -- --against 127.0.0.1:PORT   # load only, to profile a server
+//! cargo run --release -p connlab-peers --bin echo_bench -- --threads 2 --no-syscalls  # one reactor per thread vs tokio multi-threaded
 //! ```
+//!
+//! With `--threads N` the contestants are connlab's `EchoThreads` with N
+//! reactor threads under each listener kind (`SO_REUSEPORT`,
+//! `EPOLLEXCLUSIVE`, a plain shared listener) against tokio's
+//! multi-threaded runtime with N workers; nothing is pinned then (N server
+//! threads need the CPUs the client also uses).
 //!
 //! What you will see (about 50 s): one line per run, then a table of
 //! medians — messages per second, server CPU µs per message — and the
@@ -371,6 +378,33 @@ fn tool_available(tool: &str) -> bool {
         .is_ok()
 }
 
+/// `--threads N`: connlab under each listener kind, then tokio's
+/// multi-threaded runtime, all with N threads. connlab's reuseport server is
+/// first, so the ratios read "connlab (reuseport) ÷ this".
+fn threaded_contestants(n: usize) -> Vec<(String, &'static str, Vec<String>)> {
+    let mut list: Vec<(String, &'static str, Vec<String>)> = ["reuseport", "exclusive", "shared"]
+        .iter()
+        .map(|kind| {
+            (
+                format!("connlab x{n} ({kind})"),
+                "echo_connlab",
+                vec![
+                    "--threads".to_string(),
+                    n.to_string(),
+                    "--listener".to_string(),
+                    kind.to_string(),
+                ],
+            )
+        })
+        .collect();
+    list.push((
+        format!("tokio multi-thread x{n}"),
+        "echo_tokio",
+        vec!["--threads".to_string(), n.to_string()],
+    ));
+    list
+}
+
 fn main() -> ExitCode {
     let mut args = Args::from_env(env!("CARGO_CRATE_NAME"), include_str!("echo_bench.rs"));
     let options = Options {
@@ -388,6 +422,10 @@ fn main() -> ExitCode {
         same_cpu: args.flag("--same-cpu", "pin client and servers to the same CPU"),
         strace: args.flag("--strace", "count syscalls with strace even if perf is installed"),
         no_syscalls: args.flag("--no-syscalls", "skip the syscall count"),
+        threads: args.opt(
+            "--threads N",
+            "connlab with N reactor threads (each listener kind) against tokio multi-threaded",
+        ),
     };
     args.finish();
     common::exit("echo_bench", run_all(options))
@@ -402,6 +440,7 @@ struct Options {
     same_cpu: bool,
     strace: bool,
     no_syscalls: bool,
+    threads: Option<usize>,
 }
 
 fn run_all(options: Options) -> io::Result<()> {
@@ -413,6 +452,7 @@ fn run_all(options: Options) -> io::Result<()> {
         same_cpu,
         strace,
         no_syscalls,
+        threads,
     } = options;
     let duration = Duration::from_secs_f64(secs.clamp(0.1, 30.0));
     if let Some(addr) = against {
@@ -423,10 +463,19 @@ fn run_all(options: Options) -> io::Result<()> {
         return Ok(());
     }
 
+    let contestants: Vec<(String, &str, Vec<String>)> = match threads {
+        None => SERVERS
+            .iter()
+            .map(|(label, bin, args)| (label.to_string(), *bin, args.iter().map(|a| a.to_string()).collect()))
+            .collect(),
+        Some(n) => threaded_contestants(n),
+    };
+    let first_label = contestants[0].0.clone();
     let mut servers = Vec::new();
-    for (label, bin, args) in SERVERS {
-        match ServerProcess::start(bin, args) {
-            Ok(s) => servers.push((label, s)),
+    for (label, bin, args) in &contestants {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match ServerProcess::start(bin, &args) {
+            Ok(s) => servers.push((label.as_str(), s)),
             Err(e) => eprintln!("skipping {label}: {e}"),
         }
     }
@@ -436,7 +485,10 @@ fn run_all(options: Options) -> io::Result<()> {
     // Counted before pinning: afterwards this process sees only its own CPU.
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pids: Vec<u32> = servers.iter().map(|(_, s)| s.pid()).collect();
-    let pinning = connlab_peers::pin_client_and_server(&pids, same_cpu);
+    let pinning = match threads {
+        Some(n) if n > 1 => format!("not pinned ({n} server threads and the client share the CPUs)"),
+        _ => connlab_peers::pin_client_and_server(&pids, same_cpu),
+    };
     println!(
         "echo: {conns} connections × {MSG_LEN}-byte ping-pong, {rounds} rounds × {secs} s per server, shuffled; \
          one mio client thread; {cpus} CPUs, {pinning}"
@@ -469,7 +521,7 @@ fn run_all(options: Options) -> io::Result<()> {
         "server CPU µs/msg (median)",
         "connlab ÷ this (msgs/s)",
     ]);
-    let connlab = servers.iter().position(|(label, _)| *label == SERVERS[0].0);
+    let connlab = servers.iter().position(|(label, _)| *label == first_label);
     for (i, (label, _)) in servers.iter().enumerate() {
         let rate = median(&results[i].iter().map(Run::per_second).collect::<Vec<_>>());
         let cpu = median(&results[i].iter().map(Run::cpu_us_per_msg).collect::<Vec<_>>());

@@ -12,7 +12,7 @@
 //! medians per client and the ratios connlab ÷ tokio-postgres and
 //! connlab ÷ libpq:
 //! - **connect + SCRAM**: TCP connect, StartupMessage, the SCRAM-SHA-256
-//!   exchange (PBKDF2 with 4096 iterations on both sides), the server's
+//!   exchange (the client runs PBKDF2 with 4096 iterations; the server checks the proof with a few HMACs), the server's
 //!   ParameterStatus flood, ReadyForQuery. libpq's figure is pgbench's
 //!   `-C` "average connection time": a mean, not a median.
 //! - **sequential**: one connection, the statement prepared once (connlab:
