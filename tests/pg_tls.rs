@@ -185,6 +185,22 @@ fn scram_plus_binds_the_login_to_tls_when_channel_binding_is_required() {
 }
 
 #[test]
+fn the_wire_tap_shows_the_ssl_request_and_its_one_byte_answer() {
+    let plain = Cluster::shared().unwrap();
+    on_every_backend(|_| async {
+        for (url, answer) in [(tls_cluster().url(), "'S'"), (plain.url(), "'N'")] {
+            let mut conn = Connection::connect_tapped(&Config::from_url(&url).unwrap(), false)
+                .await
+                .unwrap();
+            let tap = conn.take_wire_tap();
+            let names: Vec<_> = tap.iter().take(3).map(|r| r.name).collect();
+            assert_eq!(names, ["SSLRequest", "SSLResponse", "StartupMessage"]);
+            assert!(tap[1].summary.as_deref().unwrap().starts_with(answer), "{}", tap[1]);
+        }
+    });
+}
+
+#[test]
 fn channel_binding_require_refuses_plaintext() {
     on_every_backend(|_| async {
         let err = Connection::connect_url(&tls_url("sslmode=disable&channel_binding=require"))

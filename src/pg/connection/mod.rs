@@ -415,7 +415,7 @@ impl Connection {
             Host::Tcp(name) => name.as_str(),
             Host::Unix(_) => "",
         };
-        let transport = transport::negotiate(stream, host, &config.tls).await?;
+        let (transport, ssl_answer) = transport::negotiate(stream, host, &config.tls).await?;
         let tls = tls_started.elapsed();
         let mut wire = Wire::new(transport);
         // Until the server has proved who it is, no message may be big.
@@ -441,6 +441,9 @@ impl Connection {
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
+            if let (Some(answer), Some(tap)) = (ssl_answer, conn.wire.tap.get_mut().as_mut()) {
+                tap.ssl_negotiation(answer);
+            }
         }
         let startup = Instant::now();
         phase.set("startup");

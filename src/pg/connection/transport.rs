@@ -164,12 +164,13 @@ impl AsRawFd for Transport {
 
 // ANCHOR: negotiate
 /// The SSLRequest exchange and, after `S`, the TLS handshake. Returns the
-/// transport the StartupMessage will go through. `host` is the name we
-/// dialled (the one `verify-full` checks the certificate against).
-pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Result<Transport, Error> {
+/// transport the StartupMessage will go through, and the server's answer
+/// (`None` when no SSLRequest was sent). `host` is the name we dialled
+/// (the one `verify-full` checks the certificate against).
+pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Result<(Transport, Option<u8>), Error> {
     let mode = tls.effective_mode();
     if !mode.asks() || matches!(stream, Stream::Unix(_)) {
-        return Ok(Transport::Plain(stream));
+        return Ok((Transport::Plain(stream), None));
     }
     // Build the rustls configuration before writing a byte: a bad
     // sslrootcert is our mistake, not the server's.
@@ -198,7 +199,7 @@ pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Re
                 handshake: Cell::new(Duration::ZERO),
             };
             tls.handshake().await?;
-            Ok(Transport::Tls(Box::new(tls)))
+            Ok((Transport::Tls(Box::new(tls)), Some(SSL_YES)))
         }
         [SSL_YES, ..] => Err(Error::Tls(format!(
             "the server sent {} unencrypted bytes after its 'S' and before the TLS handshake; \
@@ -210,7 +211,7 @@ pub(super) async fn negotiate(stream: Stream, host: &str, tls: &TlsConfig) -> Re
         ))),
         [SSL_NO] => {
             crate::narrate!("← 'N': no TLS on this server; sslmode={mode} carries on in plaintext");
-            Ok(Transport::Plain(stream))
+            Ok((Transport::Plain(stream), Some(SSL_NO)))
         }
         [other, ..] => Err(Error::Tls(format!(
             "the server answered the SSLRequest with {:?}, neither 'S' nor 'N'",
