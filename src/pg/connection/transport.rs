@@ -392,16 +392,26 @@ fn is_hello_retry(fragment: &[u8]) -> bool {
     fragment.get(6..38) == Some(&HELLO_RETRY_RANDOM[..])
 }
 
-/// Narrate the TLS records in `bytes` (RFC 8446 §5.1: a content type, a
-/// legacy version, a 16-bit length, then the fragment). Only handshake
-/// records sent before encryption starts show which message they carry; in
-/// TLS 1.3 everything after ServerHello is `application_data` to an
-/// onlooker, the certificate included. Best effort: a record cut by the
-/// read's end is named as such.
-fn narrate_records(direction: &str, mut bytes: &[u8]) {
+/// Narrate the TLS records in `bytes` (see [`records`]).
+fn narrate_records(direction: &str, bytes: &[u8]) {
     if !crate::trace::enabled() {
         return;
     }
+    for (what, len, cut) in records(bytes) {
+        let cut = if cut { " (continues in the next read)" } else { "" };
+        crate::narrate!("{direction} TLS record {what}, {len} bytes{cut}");
+    }
+}
+
+/// The TLS records in `bytes` (RFC 8446 §5.1: a content type, a legacy
+/// version, a 16-bit length, then the fragment): what each is, its length,
+/// and whether the read cut it short. Only handshake records sent before
+/// encryption starts show which message they carry; in TLS 1.3 everything
+/// after ServerHello is `application_data` to an onlooker, the certificate
+/// included. Best effort, for the narrator: the bytes are the server's, so
+/// nothing here indexes past what arrived.
+fn records(mut bytes: &[u8]) -> Vec<(&'static str, usize, bool)> {
+    let mut found = Vec::new();
     while let [kind, _, _, hi, lo, rest @ ..] = bytes {
         let len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let what = match (kind, rest.first()) {
@@ -420,12 +430,44 @@ fn narrate_records(direction: &str, mut bytes: &[u8]) {
             (23, _) => "application_data (encrypted)",
             _ => "unknown record type",
         };
-        let cut = if rest.len() < len {
-            " (continues in the next read)"
-        } else {
-            ""
-        };
-        crate::narrate!("{direction} TLS record {what}, {len} bytes{cut}");
+        found.push((what, len, rest.len() < len));
         bytes = rest.get(len..).unwrap_or_default();
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_client_hello_then_a_cut_record_are_named() {
+        let mut bytes = vec![22, 3, 1, 0, 2, 1, 0];
+        bytes.extend([23, 3, 3, 0, 100, 0xaa]);
+        assert_eq!(
+            records(&bytes),
+            [
+                ("handshake: ClientHello", 2, false),
+                ("application_data (encrypted)", 100, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hello_retry_request_is_told_from_a_server_hello() {
+        let mut fragment = vec![2, 0, 0, 0, 3, 3];
+        fragment.extend(HELLO_RETRY_RANDOM);
+        let mut bytes = vec![22, 3, 3, 0, fragment.len() as u8];
+        bytes.extend(fragment);
+        assert!(records(&bytes)[0].0.contains("HelloRetryRequest"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let found = records(&bytes);
+            prop_assert!(found.len() <= bytes.len() / 5 + 1);
+        }
     }
 }
