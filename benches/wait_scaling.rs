@@ -12,6 +12,10 @@
 //!   socketpairs, level-triggered, readable interest), K of them readable,
 //!   one wait with timeout 0. select stops at 1000 fds (FD_SETSIZE is 1024
 //!   and the process already holds a few); poll and epoll go to 16,000.
+//! - `wait/<backend>/1fd_numbered_1000/1ready`: one fd, made ready, but
+//!   numbered 1000, so select's `nfds` is 1001. Set beside `1000fds/1ready`
+//!   (a thousand fds registered) and `8fds/1ready`, it shows what select
+//!   really pays for: the fds that are *set*, not the highest number.
 //! - `wait/<backend>/1000fds/allready`: every fd ready, where O(ready) is
 //!   O(N) too and epoll has nothing to skip.
 //! - `ctl/<backend>/1000fds/add_del` and `.../modify`: one registration
@@ -32,7 +36,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use connlab::poller::{Backend, Events, Interest, Mode, Poller, Token};
-use connlab::sys::fd::raise_nofile_limit;
+use connlab::sys::fd::{dup_at_least, raise_nofile_limit};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// Registered-fd counts for poll and epoll. select stops at [`SELECT_MAX`].
@@ -42,6 +46,8 @@ const FD_COUNTS: [usize; 7] = [8, 64, 512, 1000, 4000, 8000, 16_000];
 const SELECT_MAX: usize = 1000;
 /// Ready fds per wait in the scaling groups.
 const READY_COUNTS: [usize; 2] = [1, 5];
+/// The number the lone fd of the `1fd_numbered_1000` case gets.
+const HIGH_FD: i32 = 1000;
 /// fds registered behind the registration-change benchmarks.
 const CTL_FDS: usize = 1000;
 /// fds registered in the churn benchmarks, and how many change per wait.
@@ -103,6 +109,26 @@ impl Bed {
         self.wait_now()
     }
 
+    /// One readable fd, numbered [`HIGH_FD`] (or the lowest free number
+    /// above), registered alone.
+    fn one_high_fd(backend: Backend) -> (Bed, std::os::fd::OwnedFd) {
+        let (mut a, b) = UnixStream::pair().expect("socketpair");
+        let high = dup_at_least(b.as_raw_fd(), HIGH_FD).expect("fcntl(F_DUPFD_CLOEXEC, 1000)");
+        assert!((HIGH_FD..1024).contains(&high.as_raw_fd()), "fd {}", high.as_raw_fd());
+        let mut poller = backend.open().expect("open poller");
+        poller
+            .add(high.as_raw_fd(), Token(0), Interest::READABLE, Mode::Level)
+            .expect("register the high fd");
+        a.write_all(b"x").expect("write");
+        let bed = Bed {
+            poller,
+            // `a` keeps the pair open; `b`'s duplicate is the one registered.
+            socks: vec![a, b],
+            events: Events::with_capacity(1),
+        };
+        (bed, high)
+    }
+
     /// One wait with timeout 0: the operation being measured.
     fn wait_now(&mut self) -> usize {
         self.poller.wait(&mut self.events, Some(Duration::ZERO)).expect("wait")
@@ -133,6 +159,12 @@ fn wait_scaling(c: &mut Criterion) {
                 });
             }
         }
+        let (mut bed, _high) = Bed::one_high_fd(backend);
+        assert_eq!(bed.wait_now(), 1, "{backend}: the fd numbered {HIGH_FD} is ready");
+        group.bench_function(BenchmarkId::new(format!("1fd_numbered_{HIGH_FD}"), "1ready"), |b| {
+            b.iter(|| black_box(bed.wait_now()))
+        });
+        drop(bed);
         let mut bed = Bed::new(backend, CTL_FDS);
         assert_eq!(bed.make_all_ready(), CTL_FDS, "{backend}: expected all ready");
         group.bench_function(BenchmarkId::new(format!("{CTL_FDS}fds"), "allready"), |b| {

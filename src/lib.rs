@@ -8,11 +8,15 @@
 //!
 //! # Layout
 //!
-//! Each layer imports only the layers above it in this list (arrows point
-//! down the stack), and each is usable on its own:
+//! The stack, from the bottom up. Each layer imports only the layers in the
+//! rows above its own (arrows point down the stack), and each is usable on
+//! its own. `trace` sits at the very bottom because it is a leaf: it imports
+//! nothing from the crate, so every layer may narrate. `tests/layers.rs`
+//! reads this table and fails on any import that runs up it.
 //!
 //! | module | what it shows | kernel calls / messages it owns |
 //! |---|---|---|
+//! | [`trace`] | the narrator switch (a leaf every layer may use) | (it watches the others) |
 //! | [`sys`] | the visible kernel boundary; errors that name the call and errno | `socket`, `connect`, `accept4`, `fcntl`, `eventfd`, `getsockopt`, `setrlimit` |
 //! | [`poller`] | one readiness contract, three backends side by side | `select`, `poll`, `epoll_create1`/`epoll_ctl`/`epoll_wait` |
 //! | [`reactor`] | the event loop: tokens, timers, a waker, a tiny executor | the wait timeout, `eventfd` |
@@ -22,8 +26,10 @@
 //! | [`pool`] | idle deque, active count, waiters; the slot lifecycle | (none: it is all policy) |
 //! | [`http`] | HTTP/1.1 on the reactor: framing, keep-alive, limits, `Server-Timing` | request line ... `Content-Length` body |
 //! | [`lab`] | kernel experiments in a private network namespace (SYN timeouts, SYN cookies, port exhaustion, FIN_WAIT_2, slow start); a LAN on loopback | `unshare(CLONE_NEWNET)`, `/proc/sys/net` |
-//! | [`testbed`] | the real engines examples and tests start and throw away | `initdb`, `postgres`, `pg_ctl`; a watchdog |
-//! | [`trace`] | the narrator switch | (it watches the others) |
+//! | [`testbed`] | the real engines examples and tests start and throw away: PostgreSQL, PgBouncer, HAProxy, connlab's own servers as backends | `initdb`, `postgres`, `pg_ctl`, `pgbouncer`, `haproxy`; a watchdog |
+//!
+//! Within `pg`, `pg::protocol` is sans-IO: it imports nothing from
+//! `reactor` or `net` (the same test checks it).
 //!
 //! # Reading order
 //!

@@ -17,12 +17,17 @@
 //! evaluated and nothing is formatted. (A function taking `fmt::Arguments`
 //! would look the same but evaluate its arguments first; that is why the
 //! call sites use the macro.)
+//!
+//! A leaf: this file imports nothing from the rest of the crate, so every
+//! layer, `sys` included, may narrate without an import running up the
+//! stack. What a line *says* belongs to the layer that makes the call: the
+//! epoll flag names are decoded in `poller/epoll.rs` (`IN|OUT|RDHUP|ET`), a
+//! wait's events are shown by [`Events`](crate::poller::Events)' `Display`,
+//! a protocol message's name comes from `pg::protocol`.
 
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
-
-use crate::poller::Events;
 
 const UNKNOWN: u8 = 0;
 const OFF: u8 = 1;
@@ -77,79 +82,4 @@ pub fn emit(line: fmt::Arguments<'_>) {
     // The narrator must never turn a working program into a failing one, so
     // a closed or full stderr is ignored rather than reported.
     let _ = writeln!(out, "[trace] {line}");
-}
-
-/// Narrate the result of a wait: `epoll_wait = 2 [token 3: IN, token 5: OUT|HUP]`.
-#[cold]
-pub fn narrate_events(call: &str, events: &Events) {
-    use std::fmt::Write as _;
-    let mut line = String::new();
-    for (i, ev) in events.iter().enumerate() {
-        if i > 0 {
-            line.push_str(", ");
-        }
-        let mut flags = Vec::new();
-        if ev.readable {
-            flags.push("IN");
-        }
-        if ev.writable {
-            flags.push("OUT");
-        }
-        if ev.error {
-            flags.push("ERR");
-        }
-        if ev.hangup {
-            flags.push("HUP");
-        }
-        if ev.read_closed {
-            flags.push("RDHUP");
-        }
-        let _ = write!(line, "token {}: {}", ev.token.0, flags.join("|"));
-    }
-    emit(format_args!("{call} = {} [{line}]", events.len()));
-}
-
-/// `EPOLL*` bits, decoded lazily for the narrator: `IN|OUT|RDHUP|ET`.
-#[derive(Clone, Copy)]
-pub struct EpollFlags(pub u32);
-
-impl fmt::Display for EpollFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(libc::c_int, &str); 8] = [
-            (libc::EPOLLIN, "IN"),
-            (libc::EPOLLPRI, "PRI"),
-            (libc::EPOLLOUT, "OUT"),
-            (libc::EPOLLERR, "ERR"),
-            (libc::EPOLLHUP, "HUP"),
-            (libc::EPOLLRDHUP, "RDHUP"),
-            (libc::EPOLLET, "ET"),
-            (libc::EPOLLONESHOT, "ONESHOT"),
-        ];
-        let mut first = true;
-        for (bit, name) in NAMES {
-            if self.0 & bit as u32 != 0 {
-                if !first {
-                    f.write_str("|")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("0")?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoll_flags_decode_by_name() {
-        let bits = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        assert_eq!(EpollFlags(bits).to_string(), "IN|RDHUP|ET");
-        assert_eq!(EpollFlags(0).to_string(), "0");
-    }
 }

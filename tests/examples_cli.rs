@@ -33,6 +33,7 @@ const QUICK_RUNS: &[(&str, &[&str])] = &[
     ("claims", &[]),
     ("connect", &["--timeout-ms", "100"]),
     ("echo_server", &["--addr", "127.0.0.1:0", "--duration", "0.2"]),
+    ("load_balancer", &["--requests", "4"]),
     ("sockets", &[]),
     ("time_wait", &["--n", "20"]),
     ("what_is_fd", &["--no-wait"]),

@@ -643,3 +643,21 @@ fn writable_interest_ends_when_the_write_finishes() {
         );
     }
 }
+
+/// The timeout a user gave as `connect_timeout=18446744073709551615` reaches
+/// here as `Duration::from_secs(u64::MAX)`; it used to panic in the timer.
+#[test]
+fn connect_timeout_with_a_huge_timeout_connects_instead_of_panicking() {
+    let listener = std::net::TcpListener::bind(any_port()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    for config in helpers::configs() {
+        let peer = config
+            .block_on(async move {
+                let stream = TcpStream::connect_timeout(addr, Duration::from_secs(u64::MAX)).await?;
+                stream.peer_addr()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(peer, addr, "{config:?}");
+    }
+}

@@ -224,3 +224,84 @@ fn a_signal_arrives_as_a_readable_fd_not_an_interrupt() {
     })
     .unwrap();
 }
+
+/// A spawned task's panic used to unwind out of `block_on`, killing every
+/// other task with it. Now it ends that task only.
+#[test]
+fn a_panicking_task_ends_alone_and_the_reactor_goes_on() {
+    for config in helpers::configs() {
+        let survivor = config
+            .block_on(async {
+                let _detached = reactor::spawn(async {
+                    reactor::yield_now().await;
+                    panic!("a bug in one connection's task");
+                });
+                let steady = reactor::spawn(async {
+                    reactor::sleep(Duration::from_millis(5)).await;
+                    "still here"
+                });
+                (steady.await, reactor::stats().tasks_panicked)
+            })
+            .unwrap();
+        assert_eq!(survivor, ("still here", 1), "{config:?}");
+    }
+}
+
+#[test]
+fn awaiting_a_panicked_task_resumes_its_panic_in_the_awaiter() {
+    let unwound = std::panic::catch_unwind(|| {
+        reactor::block_on(Backend::Epoll, async {
+            let child = reactor::spawn(async {
+                reactor::yield_now().await;
+                panic!("boom in the child");
+            });
+            child.await;
+            unreachable!("the await must not return");
+        })
+    })
+    .unwrap_err();
+    assert_eq!(unwound.downcast_ref::<&str>(), Some(&"boom in the child"));
+}
+
+#[test]
+fn catch_panic_hands_the_panic_over_as_a_value() {
+    let (caught, live) = reactor::block_on(Backend::Epoll, async {
+        let child = reactor::spawn(async {
+            panic!("child {} failed", 7);
+        });
+        let caught = child.catch_panic().await;
+        (caught, reactor::stats().live_tasks)
+    })
+    .unwrap();
+    let payload = caught.unwrap_err();
+    // A formatted message is a String, unless the compiler folded it into a &str.
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    assert_eq!(message, Some("child 7 failed"));
+    assert_eq!(live, 0, "the panicked task left the slab");
+    let ok = reactor::block_on(Backend::Epoll, async {
+        reactor::spawn(async { 5 }).catch_panic().await
+    })
+    .unwrap();
+    assert_eq!(ok.unwrap(), 5);
+}
+
+/// `connect_timeout=18446744073709551615` (seconds) used to panic with
+/// "overflow when adding duration to instant" in the timer code.
+#[test]
+fn huge_durations_saturate_instead_of_panicking() {
+    for config in helpers::configs() {
+        let result = config
+            .block_on(async {
+                let never = reactor::timeout(Duration::MAX, reactor::sleep(Duration::from_secs(u64::MAX)));
+                // The far-future timer is real, and a nearer one still fires first.
+                let near = reactor::timeout(Duration::from_millis(10), never).await;
+                let quick = reactor::timeout(Duration::from_secs(u64::MAX), async { 42 }).await;
+                (near.is_err(), quick.unwrap())
+            })
+            .unwrap();
+        assert_eq!(result, (true, 42), "{config:?}");
+    }
+}

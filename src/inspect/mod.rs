@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Files, one view each:
-//! - `fd.rs`: one fd, top to bottom ([`fd()`], [`FdReport`], [`listen_queue`]);
+//! - `fd_report.rs`: one fd, top to bottom ([`fd()`], [`FdReport`], [`listen_queue`]).
+//!   The file is not called `fd.rs` so that `inspect::fd(7)`, the function
+//!   a reader calls, is not shadowed by a module of the same name;
 //! - `process.rs`: this process's fd table and its use of `RLIMIT_NOFILE`
 //!   ([`process_fds`], [`fd_usage`]);
 //! - `proc_net.rs`: the kernel's socket tables `/proc/net/tcp{,6}` and
@@ -36,7 +38,7 @@
 //! instead because a reader can `cat` them and check every field.
 
 pub mod census;
-pub mod fd;
+pub mod fd_report;
 pub mod netstat;
 pub mod proc_net;
 pub mod process;
@@ -44,7 +46,7 @@ pub mod process;
 pub use census::{
     ephemeral_port_range, ports_in_use_toward, tcp_census, Census, PortBudget, PortRange, TIME_WAIT_SECS,
 };
-pub use fd::{
+pub use fd_report::{
     fd, listen_queue, parse_fd_link, Family, FdKind, FdReport, FdTarget, ListenQueue, ProcRow, SockType, SocketReport,
 };
 pub use netstat::{netstat_counter, Counter};

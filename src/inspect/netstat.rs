@@ -54,7 +54,9 @@ pub fn parse_counters(text: &str) -> Parsed<Counter> {
         if line.trim().is_empty() {
             continue;
         }
-        let Some((group, rest)) = line.split_once(':') else {
+        // A group is a name (`TcpExt`, `IcmpMsg`): a line starting with `:`
+        // or with spaces before its colon has no group, whatever follows.
+        let Some((group, rest)) = line.split_once(':').filter(|(group, _)| is_group_name(group)) else {
             parsed.skipped += 1;
             continue;
         };
@@ -82,6 +84,10 @@ pub fn parse_counters(text: &str) -> Parsed<Counter> {
     }
     parsed.skipped += usize::from(header.is_some());
     parsed
+}
+
+fn is_group_name(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// All counters from both files.
@@ -144,6 +150,15 @@ Tcp: 1 -1 42
         assert_eq!(parsed.skipped, 2, "the header and its mismatched value line");
         assert_eq!(parsed.rows.len(), 1);
         assert_eq!(parsed.rows[0].value, 7);
+    }
+
+    /// Found by the `proc_net_counters` fuzz target: a pair of lines that
+    /// begin with `:` became counters with an empty group.
+    #[test]
+    fn a_line_without_a_group_name_is_skipped_not_a_nameless_group() {
+        let parsed = parse_counters(":0 -00 12Ip: For\n:0 -00 12000 0\n Tcp: A\n Tcp: 1\n");
+        assert!(parsed.rows.is_empty(), "{:?}", parsed.rows);
+        assert_eq!(parsed.skipped, 4);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 
-use super::fd::{report, FdReport, Tables};
+use super::fd_report::{report, FdReport, Tables};
 use super::Parsed;
 use crate::sys::fd::nofile_limit;
 

@@ -1,5 +1,9 @@
 //! What every connected stream socket does, TCP or Unix: read, write,
 //! half-close. `TcpStream` and `UnixStream` are thin wrappers over this.
+//!
+//! The type is [`StreamSocket`], not `Conn`: "connection" in this crate
+//! means the whole stack (a `pg::Connection`, a pool's slot); this is only
+//! the socket at the bottom of one.
 
 use std::future::poll_fn;
 use std::io;
@@ -10,13 +14,13 @@ use crate::reactor::{Direction, Registration};
 use crate::sys::addr::{self, Addr};
 use crate::sys::socket::{self, Shutdown};
 
-pub(crate) struct Conn {
+pub(crate) struct StreamSocket {
     pub(crate) reg: Registration,
 }
 
-impl Conn {
-    pub(crate) fn new(fd: OwnedFd) -> Conn {
-        Conn {
+impl StreamSocket {
+    pub(crate) fn new(fd: OwnedFd) -> StreamSocket {
+        StreamSocket {
             reg: Registration::new(fd),
         }
     }

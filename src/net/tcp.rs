@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::accept::Acceptor;
-use super::conn::{inet, Conn};
+use super::conn::{inet, StreamSocket};
 use crate::reactor;
 use crate::sys::addr::{self, RawAddr};
 use crate::sys::socket::{self, ConnectStatus};
@@ -30,7 +30,7 @@ fn domain_of(addr: &SocketAddr) -> libc::c_int {
 /// displaces the first (which is woken and retries), rather than both
 /// being served.
 pub struct TcpStream {
-    conn: Conn,
+    conn: StreamSocket,
 }
 
 impl TcpStream {
@@ -49,7 +49,9 @@ impl TcpStream {
         // ANCHOR: connect
         let fd = socket::stream_socket(domain_of(&addr))?;
         let status = socket::connect(fd.as_raw_fd(), &RawAddr::from_socket_addr(&addr))?;
-        let stream = TcpStream { conn: Conn::new(fd) };
+        let stream = TcpStream {
+            conn: StreamSocket::new(fd),
+        };
         if status == ConnectStatus::InProgress {
             stream.conn.finish_connect(&addr).await?;
         }
@@ -62,6 +64,8 @@ impl TcpStream {
     /// closed (which abandons the handshake) and the error is `TimedOut`.
     /// Without it, a SYN into a black hole or a full accept queue waits for
     /// the kernel's retries (`net.ipv4.tcp_syn_retries`: about 131 s by default on Linux 6.5+, see `examples/kernel_lab.rs`).
+    /// A `timeout` too large for an `Instant` (`Duration::MAX`) saturates to
+    /// [`FAR_FUTURE`](crate::poller::FAR_FUTURE), never panics.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         match reactor::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(result) => result,
@@ -209,9 +213,14 @@ impl TcpListener {
     /// The poll form of [`TcpListener::accept`].
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         match self.acceptor.poll_accept(cx) {
-            Poll::Ready(Ok((fd, peer))) => {
-                Poll::Ready(inet(peer).map(|peer| (TcpStream { conn: Conn::new(fd) }, peer)))
-            }
+            Poll::Ready(Ok((fd, peer))) => Poll::Ready(inet(peer).map(|peer| {
+                (
+                    TcpStream {
+                        conn: StreamSocket::new(fd),
+                    },
+                    peer,
+                )
+            })),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::task::{Context, Poll};
 
 use super::accept::Acceptor;
-use super::conn::Conn;
+use super::conn::StreamSocket;
 use crate::sys::addr::{self, Addr, RawAddr};
 use crate::sys::errno_of;
 use crate::sys::socket::{self, ConnectStatus};
@@ -24,7 +24,7 @@ use crate::sys::socket::{self, ConnectStatus};
 /// A connected Unix stream socket on the reactor. Same methods, and same
 /// one-reader-one-writer rule, as [`super::TcpStream`].
 pub struct UnixStream {
-    conn: Conn,
+    conn: StreamSocket,
 }
 
 impl UnixStream {
@@ -46,7 +46,9 @@ impl UnixStream {
             }
             Err(e) => return Err(e),
         };
-        let stream = UnixStream { conn: Conn::new(fd) };
+        let stream = UnixStream {
+            conn: StreamSocket::new(fd),
+        };
         if status == ConnectStatus::InProgress {
             stream.conn.finish_connect(&path.display()).await?;
         }
@@ -140,7 +142,12 @@ impl UnixListener {
     /// The poll form of [`UnixListener::accept`].
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, Addr)>> {
         match self.acceptor.poll_accept(cx) {
-            Poll::Ready(Ok((fd, peer))) => Poll::Ready(Ok((UnixStream { conn: Conn::new(fd) }, peer))),
+            Poll::Ready(Ok((fd, peer))) => Poll::Ready(Ok((
+                UnixStream {
+                    conn: StreamSocket::new(fd),
+                },
+                peer,
+            ))),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }

@@ -131,6 +131,18 @@ pub struct Config {
     /// Also bounds a [`CancelToken::cancel`](crate::pg::connection::CancelToken::cancel).
     /// `None` (or `0` in the URL) waits forever.
     pub connect_timeout: Option<Duration>,
+    /// The server is a transaction-pooling proxy such as PgBouncer in
+    /// `pool_mode = transaction` (URL: `?transaction_pooling=true`, a
+    /// connlab key that libpq does not know). Consecutive transactions may
+    /// then run on different server connections, so the client keeps no
+    /// state in the server session: statements are unnamed (a "prepared"
+    /// statement is parsed again with each execution, in the same message
+    /// batch), and statements that would create session state (`SET`
+    /// without `LOCAL`, `PREPARE`, `LISTEN`, session advisory locks) are
+    /// refused with [`Error::SessionState`](crate::pg::connection::Error::SessionState)
+    /// before they are sent. The statement cache is off under this flag,
+    /// whatever [`statement_cache_size`](Config::statement_cache_size) says.
+    pub transaction_pooling: bool,
     /// How many named statements each connection keeps parsed for
     /// [`query`](crate::pg::Connection::query) (`statement_cache_size`;
     /// default [`DEFAULT_STATEMENT_CACHE_SIZE`](crate::pg::connection::DEFAULT_STATEMENT_CACHE_SIZE)).
@@ -261,6 +273,7 @@ struct Parts {
     dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Option<String>,
+    transaction_pooling: Option<String>,
     statement_cache_size: Option<String>,
     keepalives: Option<String>,
     keepalives_idle: Option<String>,
@@ -337,6 +350,11 @@ impl Config {
             dbname,
             application_name: pick(parts.application_name, "PGAPPNAME"),
             connect_timeout,
+            transaction_pooling: match parts.transaction_pooling.as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return Err(err(format!("transaction_pooling={other:?}: expected true or false"))),
+            },
             statement_cache_size,
             keepalive,
             require_auth,
@@ -453,6 +471,7 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "dbname" => parts.dbname = Some(value),
             "application_name" => parts.application_name = Some(value),
             "connect_timeout" => parts.connect_timeout = Some(value),
+            "transaction_pooling" => parts.transaction_pooling = Some(value),
             "statement_cache_size" => parts.statement_cache_size = Some(value),
             "keepalives" => parts.keepalives = Some(value),
             "keepalives_idle" => parts.keepalives_idle = Some(value),
@@ -529,6 +548,22 @@ mod tests {
 
     fn parse(url: &str) -> Result<Config, ConfigError> {
         Config::from_url_with_env(url, &no_env)
+    }
+
+    #[test]
+    fn transaction_pooling_is_off_unless_the_url_says_true() {
+        assert!(!parse("postgres://u@h/db").unwrap().transaction_pooling);
+        assert!(
+            parse("postgres://u@h/db?transaction_pooling=true")
+                .unwrap()
+                .transaction_pooling
+        );
+        assert!(
+            !parse("postgres://u@h/db?transaction_pooling=false")
+                .unwrap()
+                .transaction_pooling
+        );
+        assert!(parse("postgres://u@h/db?transaction_pooling=yes").is_err());
     }
 
     #[test]

@@ -15,13 +15,13 @@
 //! The token travels through the kernel in `epoll_event.u64`, so an event
 //! names the caller's token directly with no lookup.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{timeout_ms, wait_retrying_eintr, Backend, Event, Events, Interest, Mode, Poller, Token};
 use crate::sys::cvt;
-use crate::trace;
 
 /// An epoll instance and the buffer `epoll_wait` writes into.
 pub struct Epoll {
@@ -66,11 +66,7 @@ impl Epoll {
             "epoll_ctl",
             format_args!("{}, fd {fd}, {interest:?} {mode:?}", op_name(op)),
         )?;
-        crate::narrate!(
-            "epoll_ctl({}, {fd}, {}) = 0",
-            op_name(op),
-            trace::EpollFlags(event.events)
-        );
+        crate::narrate!("epoll_ctl({}, {fd}, {}) = 0", op_name(op), EpollFlags(event.events));
         Ok(())
     }
     // ANCHOR_END: epoll_ctl
@@ -101,6 +97,34 @@ fn event_mask(interest: Interest, mode: Mode) -> u32 {
     mask
 }
 // ANCHOR_END: epoll_mask
+
+/// `EPOLL*` bits by name, for the narrator: `IN|OUT|RDHUP|ET`. Decoded
+/// only when a line is told (`narrate!` formats nothing when it is off).
+#[derive(Clone, Copy)]
+pub struct EpollFlags(pub u32);
+
+impl fmt::Display for EpollFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(libc::c_int, &str); 8] = [
+            (libc::EPOLLIN, "IN"),
+            (libc::EPOLLPRI, "PRI"),
+            (libc::EPOLLOUT, "OUT"),
+            (libc::EPOLLERR, "ERR"),
+            (libc::EPOLLHUP, "HUP"),
+            (libc::EPOLLRDHUP, "RDHUP"),
+            (libc::EPOLLET, "ET"),
+            (libc::EPOLLONESHOT, "ONESHOT"),
+        ];
+        let mut set = NAMES.iter().filter(|(bit, _)| self.0 & *bit as u32 != 0);
+        match set.next() {
+            None => f.write_str("0"),
+            Some((_, first)) => {
+                f.write_str(first)?;
+                set.try_for_each(|(_, name)| write!(f, "|{name}"))
+            }
+        }
+    }
+}
 
 fn op_name(op: libc::c_int) -> &'static str {
     match op {
@@ -174,14 +198,24 @@ impl Poller for Epoll {
                 read_closed: has(libc::EPOLLRDHUP),
             });
         }
-        if trace::enabled() {
-            trace::narrate_events("epoll_wait", events);
-        }
+        crate::narrate!("epoll_wait = {n} [{events}]");
         Ok(n)
     }
     // ANCHOR_END: epoll_wait
 
     fn registered(&self) -> usize {
         self.registered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_flags_decode_by_name() {
+        let bits = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        assert_eq!(EpollFlags(bits).to_string(), "IN|RDHUP|ET");
+        assert_eq!(EpollFlags(0).to_string(), "0");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! | file | syscalls | cost of one wait | man page |
 //! |---|---|---|---|
-//! | `select.rs` | `select` + `FD_SET`/`FD_ISSET` | O(highest fd), sets rebuilt every call | `select(2)` |
+//! | `select.rs` | `select` + `FD_SET`/`FD_ISSET` | O(fds set) polled + nfds/64 words walked; sets rebuilt every call; no fd ≥ 1024 | `select(2)` |
 //! | `poll.rs`   | `poll` over a `pollfd` array   | O(registered fds) copied in and scanned | `poll(2)` |
 //! | `epoll.rs`  | `epoll_create1`, `epoll_ctl`, `epoll_wait` | O(ready fds); interest kept in the kernel | `epoll(7)` |
 //!
@@ -213,6 +213,43 @@ impl Events {
     }
 }
 
+/// `IN|OUT|ERR|HUP|RDHUP`: the readiness one event reports, as the narrator
+/// shows it (the names of the epoll bits each field is read from).
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = [
+            (self.readable, "IN"),
+            (self.writable, "OUT"),
+            (self.error, "ERR"),
+            (self.hangup, "HUP"),
+            (self.read_closed, "RDHUP"),
+        ];
+        write!(f, "token {}: ", self.token.0)?;
+        let mut names = flags.iter().filter(|(set, _)| *set).map(|(_, name)| *name);
+        match names.next() {
+            None => f.write_str("-"),
+            Some(first) => {
+                f.write_str(first)?;
+                names.try_for_each(|name| write!(f, "|{name}"))
+            }
+        }
+    }
+}
+
+/// `token 3: IN, token 5: OUT|HUP`: one wait's events, for the narrator
+/// (`epoll_wait = 2 [token 3: IN, token 5: OUT|HUP]`).
+impl fmt::Display for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, event) in self.list.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{event}")?;
+        }
+        Ok(())
+    }
+}
+
 impl<'a> IntoIterator for &'a Events {
     type Item = &'a Event;
     type IntoIter = std::slice::Iter<'a, Event>;
@@ -221,13 +258,134 @@ impl<'a> IntoIterator for &'a Events {
     }
 }
 
-/// The readiness contract every backend implements.
+/// The readiness contract every backend implements: "of the fds I gave
+/// you, which are ready?"
 ///
-/// Registration is by raw fd: the poller knows nothing of sockets and does
-/// not own the fd. Closing an fd while it is registered is the caller's
-/// bug: epoll silently drops it (the kernel holds the open file, not the
-/// number), while poll would report `POLLNVAL` and select `EBADF`. Delete
-/// first.
+/// ```
+/// use connlab::poller::{Backend, Events, Interest, Mode, Token};
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsRawFd;
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+///
+/// let (mut ours, mut peer) = UnixStream::pair()?;
+/// ours.set_nonblocking(true)?;
+/// let mut poller = Backend::Poll.open()?;
+/// poller.add(ours.as_raw_fd(), Token(7), Interest::READABLE, Mode::Level)?;
+///
+/// let mut events = Events::with_capacity(16);
+/// peer.write_all(b"hello")?;
+/// poller.wait(&mut events, Some(Duration::from_secs(1)))?;
+/// let event = events.iter().next().expect("readable");
+/// assert_eq!((event.token, event.readable), (Token(7), true));
+///
+/// let mut buf = [0u8; 16];
+/// assert_eq!(ours.read(&mut buf)?, 5);
+/// poller.delete(ours.as_raw_fd())?; // before `ours` is closed
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # What every backend promises
+///
+/// - [`wait`](Poller::wait) returns when at least one registered fd is ready
+///   for what it was registered for, when the timeout passes (0 events), or
+///   when a [`Waker`] registered like any other fd is woken. It clears
+///   `events` first and reports each ready fd at most once per wait, under
+///   the [`Token`] it was registered with.
+/// - Timeouts are kept: `EINTR` is retried with the time that is left, a
+///   timeout under the backend's unit rounds *up* (0.5 ms never becomes a
+///   busy-looping 0), and one too long for the kernel is clamped.
+/// - Errors name the call, the fd and the errno (`epoll_ctl(EPOLL_CTL_ADD,
+///   fd 7, ...): EEXIST`). A mode the backend cannot honour is refused with
+///   `io::ErrorKind::Unsupported` at [`add`](Poller::add), never emulated
+///   silently; ask [`supports`](Poller::supports) first.
+/// - [`Event`] keeps readable, writable, error, hang-up and read-closed
+///   apart where the kernel does (epoll and poll); select cannot tell them
+///   apart, and reports an error or a hang-up as readiness.
+///
+/// # Modes, backend by backend
+///
+/// | | [`select`](select::Select) | [`poll`](poll::Poll) | [`epoll`](epoll::Epoll) |
+/// |---|---|---|---|
+/// | [`Mode::Level`] | native | native | native |
+/// | [`Mode::Edge`] | refused (`Unsupported`) | refused (`Unsupported`) | native (`EPOLLET`) |
+/// | [`Mode::OneShot`] | emulated: a fired entry is left out of the sets | emulated: a fired entry's `pollfd.fd` becomes -1 | native (`EPOLLONESHOT`) |
+///
+/// - **Level**: reported on every wait for as long as the condition holds.
+///   Read half the data and the next wait reports the fd again.
+/// - **Edge**: reported when the condition *changes* (new data arrived,
+///   room appeared in the send buffer). What was already there when you
+///   stopped reading raises no new event.
+/// - **OneShot**: reported once, then the fd stays registered but silent
+///   until [`modify`](Poller::modify) re-arms it. Emulating it in poll and
+///   select is cheap (their interest lists are ours, in user space); faking
+///   edge-triggered readiness is not (it would need every fd's last state
+///   and would still miss data arriving on an fd that never became
+///   unready), so they refuse it.
+///
+/// # Draining readiness
+///
+/// With [`Mode::Edge`], an event is a promise that something changed, not
+/// that something is left. Say the peer sends 5 bytes: one event. You read
+/// 3 and go back to [`wait`](Poller::wait): the 2 bytes still queued raise
+/// no new edge, and the wait sleeps until the peer sends *more*, perhaps
+/// never. So an edge-triggered reader reads (writes, accepts) until the
+/// call fails with `EAGAIN`, and only then waits. `tests/poller.rs`
+/// (`edge_triggered_fires_once_per_edge`) shows exactly this 5/3/2 case;
+/// the reactor follows the rule for you by trying the syscall before every
+/// wait ([`Registration`](crate::reactor::Registration)).
+///
+/// Level and one-shot forgive a reader that stops early: the next wait (or
+/// the next re-arm) sees the bytes that are still there.
+///
+/// # Spurious events
+///
+/// An event is a hint, not a guarantee. By the time you act on it, the fd
+/// may no longer be ready: another reader took the data, a level event
+/// reported a state that changed before you read, a socket with an error
+/// is reported readable and the read returns the error. So the fds you
+/// register must be non-blocking, and every `read`/`write`/`accept` after
+/// an event must treat `EAGAIN` as "not ready after all, wait again", not
+/// as an error. And one [`Events`] batch is a snapshot: handling its first
+/// event may delete (or close and reuse) the fd a later event of the same
+/// batch names, so a reactor checks that a token still means what it did.
+///
+/// # What the caller must do
+///
+/// - Register non-blocking fds only (see above), each fd once (`EEXIST`).
+/// - [`delete`](Poller::delete) an fd **before** closing it. The poller
+///   holds the fd number, not the file: epoll silently drops a closed fd
+///   (the kernel tracks the open file, so a `dup` of it keeps the
+///   registration alive and its events keep coming, under a number you
+///   closed), poll reports `POLLNVAL` (surfaced as `error`), select fails
+///   the whole wait with `EBADF`.
+/// - Re-arm a fired one-shot fd with [`modify`](Poller::modify).
+/// - On select, keep fds below `FD_SETSIZE` (1024): larger ones are refused
+///   at `add`, because writing their bit would corrupt memory.
+/// - When more fds are ready than `events` holds, the rest are reported by
+///   later waits (level: still ready; edge and one-shot on epoll: still on
+///   the kernel's ready list); poll and select start their next scan where
+///   the last one stopped, so no fd starves.
+///
+/// # Implementation notes
+///
+/// Where the interest list lives decides what each call costs:
+///
+/// - [`select`](select::Select) (`select.rs`) rebuilds three bitmaps from its
+///   table before every wait; the kernel polls the fds that are set (O(fds
+///   set), plus a walk over `nfds`/64 words) and overwrites the bitmaps with
+///   the answer, which is scanned again in user space. No syscall to
+///   register.
+/// - [`poll`](poll::Poll) (`poll.rs`) hands its whole `pollfd` array to the
+///   kernel on every wait, which polls every entry: O(registered), no fd
+///   ceiling, no syscall to register.
+/// - [`epoll`](epoll::Epoll) (`epoll.rs`) keeps the interest list in the
+///   kernel (one `epoll_ctl` syscall per change); sockets put themselves on
+///   a ready list, and a wait copies out only that list: O(ready).
+///
+/// `docs/wait_scaling.md` measures the three; `docs/pollers.md` reads the
+/// three files side by side. The shared test suite `tests/poller.rs` runs
+/// every rule above on every backend.
 pub trait Poller {
     /// Which backend this is.
     fn backend(&self) -> Backend;
@@ -262,7 +420,7 @@ pub enum Backend {
     Epoll,
     /// `poll(2)`: an array of `pollfd`, no fd ceiling, O(N) (System V, 1986).
     Poll,
-    /// `select(2)`: three bitmaps capped at `FD_SETSIZE` = 1024, O(N) (BSD, 1983).
+    /// `select(2)`: three bitmaps capped at `FD_SETSIZE` = 1024, O(fds set) (BSD, 1983).
     Select,
 }
 
@@ -331,6 +489,20 @@ pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     }
 }
 
+/// How far ahead a deadline too far to represent is put: 30 years, which
+/// no connlab program outlives (tokio uses the same "far future").
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// The instant `timeout` from now, saturating: a duration too large for
+/// `Instant` (a user's `connect_timeout=18446744073709551615`, a
+/// `Duration::MAX` meaning "forever") becomes [`FAR_FUTURE`] from now
+/// instead of the panic that `Instant + Duration` gives on overflow. Every
+/// deadline in the poller and the reactor is computed here.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now + FAR_FUTURE)
+}
+
 /// Run one wait, retrying on `EINTR` with whatever is left of the timeout.
 ///
 /// A signal interrupts a blocking wait with `EINTR` (`signal(7)`). Retrying
@@ -341,7 +513,7 @@ pub(crate) fn wait_retrying_eintr<T>(
     timeout: Option<Duration>,
     mut wait_once: impl FnMut(Option<Duration>) -> io::Result<T>,
 ) -> io::Result<T> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(deadline_after);
     let mut remaining = timeout;
     loop {
         match wait_once(remaining) {
@@ -366,6 +538,41 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_micros(500))), 1);
         assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        let far = deadline_after(Duration::MAX);
+        let ahead = far - Instant::now();
+        assert!(
+            ahead > FAR_FUTURE - Duration::from_secs(60) && ahead <= FAR_FUTURE,
+            "{ahead:?}"
+        );
+        let near = deadline_after(Duration::from_millis(5)) - Instant::now();
+        assert!(near <= Duration::from_millis(5));
+        // EINTR's retry keeps a deadline too: it must not overflow either.
+        let mut calls = 0;
+        let r = wait_retrying_eintr(Some(Duration::from_secs(u64::MAX)), |_| {
+            calls += 1;
+            Ok::<_, io::Error>(calls)
+        });
+        assert_eq!(r.unwrap(), 1);
+    }
+
+    #[test]
+    fn events_show_each_token_and_its_flags() {
+        let mut events = Events::with_capacity(2);
+        events.push(Event {
+            readable: true,
+            ..Event::empty(Token(3))
+        });
+        events.push(Event {
+            writable: true,
+            hangup: true,
+            ..Event::empty(Token(5))
+        });
+        assert_eq!(events.to_string(), "token 3: IN, token 5: OUT|HUP");
+        assert_eq!(Event::empty(Token(1)).to_string(), "token 1: -");
     }
 
     #[test]

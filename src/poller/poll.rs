@@ -2,8 +2,8 @@
 //!
 //! poll replaced select's three fixed-size bitmaps with an array of
 //! `{ fd, events, revents }` records, one per watched fd. That removes the
-//! 1024-fd ceiling and the O(highest fd) scan, but keeps the other half of
-//! select's cost: the kernel remembers nothing between calls. **Every call
+//! 1024-fd ceiling (an fd's number no longer has to fit a bitmap), but keeps
+//! select's real cost: the kernel remembers nothing between calls. **Every call
 //! copies the whole array into the kernel, which polls each file in turn, and
 //! copies the whole array back out** with `revents` filled in, because the
 //! interest list lives only in our memory. A wait costs O(registered), even
@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use super::{timeout_ms, unsupported_mode, wait_retrying_eintr, Backend, Event, Events, Interest, Mode, Poller, Token};
 use crate::sys::{cvt, error_from_errno};
-use crate::trace;
 
 /// What `pollfd.fd` holds while a fired one-shot entry is disarmed. poll(2):
 /// "If the fd field is negative, then the corresponding events field is
@@ -206,9 +205,7 @@ impl Poller for Poll {
                 self.fds[slot].fd = DISARMED;
             }
         }
-        if trace::enabled() {
-            trace::narrate_events(&format!("poll({} fds)", self.fds.len()), events);
-        }
+        crate::narrate!("poll({} fds) = {} [{events}]", self.fds.len(), events.len());
         Ok(events.len())
     }
     // ANCHOR_END: poll_wait

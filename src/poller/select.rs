@@ -9,15 +9,23 @@
 //!    sets are rebuilt from our registration table before every call.
 //!    (Redis's `ae_select.c` keeps master copies and `memcpy`s them instead;
 //!    rebuilding keeps one-shot emulation a matter of skipping an entry.)
-//! 2. **The cost is O(highest fd), not O(registered).** The first argument,
-//!    `nfds`, is the highest fd plus one: the kernel copies that many bits of
-//!    each set in and out and checks every fd below it. One fd numbered 1000
-//!    costs like a thousand; that is why we track the maximum instead of
-//!    passing `FD_SETSIZE`.
-//! 3. **The sets are fixed-size.** An fd >= 1024 has no bit. libc's
-//!    `FD_SET` panics on one and C's writes past the end of the set (memory
+//! 2. **The cost is the fds that are set, plus a walk over words.** The
+//!    first argument, `nfds`, is the highest fd plus one: the kernel copies
+//!    `nfds` bits of each set in and out (a few bytes) and walks them a word
+//!    (64 fds) at a time. `do_select` in `fs/select.c` skips a word with no
+//!    bit set and every unset bit, so only the fds actually set pay the real
+//!    price, an `fdget` and a `vfs_poll` each: O(fds set) + nfds/64 word
+//!    tests + the copies. One fd numbered 1000 costs about what one fd
+//!    numbered 5 does (`wait/select/1fd_numbered_1000` in
+//!    `benches/wait_scaling.rs`); a thousand fds set cost a thousand polls.
+//!    We still pass the real maximum rather than `FD_SETSIZE`, which spares
+//!    the kernel the copies and the walk over empty words.
+//! 3. **The sets are fixed-size: that is what a high fd number costs.** An
+//!    fd >= 1024 has no bit, however few fds are watched. libc's `FD_SET`
+//!    panics on one and C's writes past the end of the set (memory
 //!    corruption), so `add` and `modify` refuse it before any set is
-//!    touched. poll and epoll have no such ceiling.
+//!    touched. A busy process reaches fd 1024 long before it watches 1024
+//!    sockets; poll and epoll have no such ceiling.
 //!
 //! What select cannot say: it has no error or hang-up set. Linux marks an fd
 //! with a pending error both readable and writable, and a hung-up or
@@ -38,7 +46,6 @@ use std::time::Duration;
 
 use super::{unsupported_mode, wait_retrying_eintr, Backend, Event, Events, Interest, Mode, Poller, Token};
 use crate::sys::{cvt, error_from_errno};
-use crate::trace;
 
 /// The number of bits in an `fd_set`: fds 0..1024 fit, nothing else does.
 pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
@@ -254,9 +261,7 @@ impl Poller for Select {
                 e.armed = false;
             }
         }
-        if trace::enabled() {
-            trace::narrate_events(&format!("select(nfds {nfds})"), events);
-        }
+        crate::narrate!("select(nfds {nfds}) = {} [{events}]", events.len());
         Ok(events.len())
     }
     // ANCHOR_END: select_wait

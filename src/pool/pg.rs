@@ -25,6 +25,16 @@
 //! client's cached prepared statements; run it yourself before releasing if
 //! your code changes session settings.
 //!
+//! Behind a transaction-pooling proxy (PgBouncer's `pool_mode =
+//! transaction`, with [`Config::transaction_pooling`](PgConfig::transaction_pooling)
+//! set), this reset is also the right one: a checked-out connection that
+//! is inside a transaction still owns its server connection, so the
+//! `ROLLBACK` reaches it and releases it; between transactions there is no
+//! server session of ours to clean (the client refuses `LISTEN` and keeps
+//! no statement cache under that setting, so the `UNLISTEN *` branch never
+//! runs), and `DISCARD ALL` would only run on whichever server connection
+//! the proxy picked.
+//!
 //! Simplification: a connection the pool closes (idle timeout, max
 //! lifetime, broken) is dropped, which closes the socket without a
 //! Terminate message, because `Drop` cannot await. The server logs

@@ -13,13 +13,19 @@
 //! own thread (the common case: an I/O event or a timer) finds the
 //! reactor awake and skips the eventfd.
 //!
+//! A task that panics does not take the reactor with it: its poll runs
+//! inside `catch_unwind` (in `spawn_task`), the panic
+//! becomes the task's outcome, and the loop goes on with the other tasks.
+//! Where the panic goes next is [`JoinHandle`]'s rule.
+//!
 //! Alternative not taken: a thread-local, lock-free queue for local wakes
 //! plus a locked one for remote wakes (what tokio's current-thread runtime
 //! does). Faster by one uncontended lock per wake; two queues to explain.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,8 +168,29 @@ impl Reactor {
             waiter: None,
         }));
         let done = join.clone();
+        let reactor = Rc::downgrade(self);
         let wrapped = async move {
-            let output = future.await;
+            // ANCHOR: catch_task_panic
+            // Each poll of the task's own future runs under catch_unwind, so
+            // a panic ends this task only: it is stored as the outcome, the
+            // future is dropped, and the reactor's loop never unwinds.
+            // AssertUnwindSafe: after a panic the future is never polled
+            // again, so no half-updated state of it is observed.
+            let mut future = pin!(future);
+            let output = poll_fn(
+                |cx| match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(payload) => {
+                        if let Some(reactor) = reactor.upgrade() {
+                            reactor.bump(|s| s.tasks_panicked += 1);
+                        }
+                        Poll::Ready(Err(payload))
+                    }
+                },
+            )
+            .await;
+            // ANCHOR_END: catch_task_panic
             let mut state = done.borrow_mut();
             state.output = Some(output);
             if let Some(waiter) = state.waiter.take() {
@@ -258,17 +285,35 @@ impl Reactor {
 }
 
 struct JoinState<T> {
-    output: Option<T>,
+    /// The task's outcome: its value, or the payload of its panic.
+    output: Option<std::thread::Result<T>>,
     waiter: Option<Waker>,
 }
 
 /// A spawned task's result, as a future. Awaiting it yields the task's
 /// output; dropping it detaches the task, which keeps running.
 ///
-/// A panic in a task is not caught: it unwinds out of
-/// [`block_on`](super::block_on), like a panic anywhere else in the program.
-/// (tokio catches it and hands it to the `JoinHandle` instead; connlab keeps
-/// the simpler rule.)
+/// # Panics in a task
+///
+/// A panic inside a spawned task ends that task only. The reactor catches
+/// it at the task's poll (the panic message is still printed by the panic
+/// hook, as for any panic), and every other task, socket and timer goes on.
+/// Then:
+///
+/// - **awaiting the handle resumes the panic** in the awaiting task, with
+///   the original payload, as `std::thread::JoinHandle::join().unwrap()`
+///   would. A panic is a bug, not an error value, so it keeps travelling
+///   towards whoever is waiting for the result instead of turning into a
+///   value nobody checks; if that is the `block_on` future, it unwinds out
+///   of [`block_on`](super::block_on);
+/// - [`JoinHandle::catch_panic`] hands it over as a value instead, for a
+///   supervisor that wants to log it and carry on;
+/// - a detached task's panic (handle dropped) stops there.
+///
+/// Alternative not taken: tokio's `JoinHandle<T>` yields
+/// `Result<T, JoinError>` on every await, which makes each caller unwrap a
+/// result that is an error only when there is a bug. smol (`async-task`)
+/// also resumes the panic in the awaiter; connlab follows it.
 pub struct JoinHandle<T> {
     join: Rc<RefCell<JoinState<T>>>,
     id: TaskId,
@@ -279,6 +324,25 @@ impl<T> JoinHandle<T> {
     /// Has the task produced its output?
     pub fn is_finished(&self) -> bool {
         self.join.borrow().output.is_some()
+    }
+
+    /// The task's outcome as a value: `Ok(output)`, or `Err(payload)` if it
+    /// panicked (the payload `std::panic::catch_unwind` would give, usually
+    /// a `&str` or a `String`). For a supervisor that must outlive its
+    /// children's bugs; plain `.await` resumes the panic instead.
+    pub async fn catch_panic(self) -> std::thread::Result<T> {
+        poll_fn(|cx| self.poll_outcome(cx)).await
+    }
+
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<std::thread::Result<T>> {
+        let mut state = self.join.borrow_mut();
+        match state.output.take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => {
+                state.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 
     /// Stop the task: its future is dropped (closing its sockets,
@@ -294,13 +358,10 @@ impl<T> Future for JoinHandle<T> {
     type Output = T;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut state = self.join.borrow_mut();
-        match state.output.take() {
-            Some(output) => Poll::Ready(output),
-            None => {
-                state.waiter = Some(cx.waker().clone());
-                Poll::Pending
-            }
+        match self.poll_outcome(cx) {
+            Poll::Ready(Ok(output)) => Poll::Ready(output),
+            Poll::Ready(Err(payload)) => panic::resume_unwind(payload),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

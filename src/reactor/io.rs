@@ -317,11 +317,88 @@ fn stale_source() -> io::Error {
 /// `net`'s sockets, usable for any pollable fd (a pipe, an eventfd, a
 /// signalfd).
 ///
-/// It joins the reactor of the thread that first uses it, so a listener
-/// may be created before [`block_on`](super::block_on) and moved in. If that
-/// reactor has stopped and another runs, it moves over. Dropping it leaves
-/// the poller, then closes the fd (in that order: poll and select would
-/// report a closed fd as `POLLNVAL`/`EBADF`).
+/// ```
+/// use connlab::poller::Backend;
+/// use connlab::reactor::{self, Direction, Registration};
+/// use connlab::sys::socket;
+/// use std::io::Write;
+/// use std::os::fd::OwnedFd;
+/// use std::os::unix::net::UnixStream;
+///
+/// let (ours, mut peer) = UnixStream::pair()?;
+/// ours.set_nonblocking(true)?; // required: see "What the caller must do"
+/// let reg = Registration::new(OwnedFd::from(ours));
+/// peer.write_all(b"ping")?;
+/// let n = reactor::block_on(Backend::Select, async {
+///     let mut buf = [0u8; 16];
+///     // read(2) until it succeeds; EAGAIN means "wait for readable".
+///     std::future::poll_fn(|cx| reg.poll_io(cx, Direction::Read, |fd| socket::read(fd, &mut buf))).await
+/// })??;
+/// assert_eq!(n, 4);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # The rule it runs
+///
+/// [`poll_io`](Registration::poll_io) is the whole contract: **try the
+/// syscall first; on `EAGAIN`, wait for readiness in that direction and try
+/// again.** Readiness is a cache kept per direction, set by the poller's
+/// events and cleared only by an `EAGAIN` (or by
+/// [`clear_ready`](Registration::clear_ready)). A new registration starts out "ready" both
+/// ways, so the first operation costs no wait at all. Because the syscall
+/// decides and the event only hints, the rule is right on every backend and
+/// in every [`Mode`], and it needs nothing from its caller to handle
+/// spurious events (see [`Poller`](crate::poller::Poller#spurious-events)).
+///
+/// # Draining readiness, for you
+///
+/// In edge mode an event comes once per change, so a reader that stops
+/// before `EAGAIN` gets no event for what it left behind (the 5/3/2 bytes
+/// case on the [`Poller`](crate::poller::Poller#draining-readiness) page).
+/// Here that reader is safe anyway: its next read tries the syscall before
+/// it waits, and finds the bytes. `tests/net.rs`
+/// (`an_edge_triggered_reader_that_stops_early_hangs_without_the_drain_rule`)
+/// shows the raw poller hang and the reactor not hanging.
+///
+/// # How the poller is told, per backend
+///
+/// The reactor picks one [`Mode`] for all its fds
+/// ([`reactor::Config::mode`](super::Config::mode); by default edge on
+/// [`epoll`](crate::poller::epoll), level on [`poll`](crate::poller::poll)
+/// and [`select`](crate::poller::select)):
+///
+/// - **edge** (epoll): the fd is added once, for both directions, when it
+///   joins the reactor, and never changed again: zero `epoll_ctl` per
+///   operation;
+/// - **level**: interest is added only while a task waits, and writable
+///   interest only while a write is pending (a socket with room in its send
+///   buffer would otherwise be reported on every wait: a busy loop); it is
+///   dropped lazily when an event finds nobody waiting;
+/// - **one-shot**: each wait re-arms the fd with `modify`, each event
+///   disarms it (one `epoll_ctl` per wait on epoll, free on poll/select).
+///
+/// # What the caller must do
+///
+/// - Hand it a **non-blocking** fd (connlab's sockets are born with
+///   `SOCK_NONBLOCK`): "try first" on a blocking fd blocks the whole
+///   thread, every task with it.
+/// - Have **at most one task waiting per direction**: a reader and a writer
+///   may wait at the same time, but a second reader replaces the first
+///   one's waker, and the first is never woken.
+/// - Use it on one thread: it is `!Send`, like the reactor it joins. It
+///   joins the reactor of the thread that first uses it, so a listener may
+///   be created before [`block_on`](super::block_on) and moved in; if that
+///   reactor has stopped and another runs, it moves over.
+/// - Let it own the fd. Dropping it leaves the poller, then closes the fd,
+///   in that order ([`Poller::delete`](crate::poller::Poller::delete)
+///   before close: poll and select would report a closed fd as
+///   `POLLNVAL`/`EBADF`, and epoll would keep watching a `dup` of it).
+/// - Expect `WouldBlock` never: `EAGAIN` is a state handled here. `EINTR`
+///   is retried here too. Any other error is returned as it came.
+///
+/// Each success spends one unit of the task's I/O budget
+/// ([`IO_BUDGET_PER_TURN`](super::IO_BUDGET_PER_TURN)), so one busy socket
+/// cannot starve the other tasks on its thread.
 pub struct Registration {
     bound: RefCell<Option<Bound>>,
     fd: OwnedFd,

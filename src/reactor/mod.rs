@@ -100,6 +100,9 @@ pub struct ReactorStats {
     pub tasks_polled: u64,
     /// Tasks created with [`spawn`].
     pub tasks_spawned: u64,
+    /// Spawned tasks that panicked. Each ended alone (see [`JoinHandle`]);
+    /// a detached one's panic is seen only here and on stderr.
+    pub tasks_panicked: u64,
     /// `add`/`modify`/`delete` calls made to the poller (on epoll, each is
     /// one `epoll_ctl` syscall).
     pub poller_changes: u64,

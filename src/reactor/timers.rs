@@ -28,6 +28,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::Reactor;
+use crate::poller;
 
 /// A timer's place in the set: its deadline, then a sequence number so two
 /// timers with the same deadline are distinct keys.
@@ -88,8 +89,12 @@ impl TimerQueue {
 
 /// Wait until `duration` has passed, without blocking the thread: other
 /// tasks run meanwhile. Must be awaited inside [`block_on`](super::block_on).
+///
+/// A duration too large for an `Instant` (`Duration::MAX`, a timeout of
+/// 2^64 - 1 seconds from a URL) sleeps until
+/// [`FAR_FUTURE`](crate::poller::FAR_FUTURE) from now, never panics.
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    sleep_until(poller::deadline_after(duration))
 }
 
 /// Wait until `deadline`.

@@ -4,6 +4,9 @@
 //! - `fcntl(2)`: `F_GETFL`/`F_SETFL` carry `O_NONBLOCK` (a property of the
 //!   open file description, shared by `dup`ed fds); `F_GETFD` carries
 //!   `FD_CLOEXEC` (a property of this one fd slot).
+//! - `fcntl(F_DUPFD_CLOEXEC)`: a second fd for the same open file, at the
+//!   lowest free number at or above one you choose (how a test puts a
+//!   socket at fd 1000 without opening 997 others).
 //! - `eventfd(2)`: a kernel 64-bit counter behind an fd. Writing adds,
 //!   reading returns and clears it, and it is readable while non-zero, which
 //!   makes it the cheapest way to wake a thread blocked in a poller.
@@ -52,6 +55,19 @@ pub fn is_cloexec(fd: RawFd) -> io::Result<bool> {
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     let flags = cvt(flags, "fcntl", format_args!("fd {fd}, F_GETFD"))?;
     Ok(flags & libc::FD_CLOEXEC != 0)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a duplicate of `fd` numbered `min` or
+/// the lowest free number above it. Both fds then share one open file (its
+/// offset, its `O_NONBLOCK`); closing one leaves the other working. Fails
+/// with `EINVAL` when `min` is at or above `RLIMIT_NOFILE`.
+pub fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and returns a new fd or -1.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    let new = cvt(new, "fcntl", format_args!("fd {fd}, F_DUPFD_CLOEXEC, {min}"))?;
+    crate::narrate!("fcntl({fd}, F_DUPFD_CLOEXEC, {min}) = {new}");
+    // SAFETY: new was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`: a fresh counter at zero.

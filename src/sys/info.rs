@@ -21,6 +21,7 @@ use std::mem;
 use std::os::fd::RawFd;
 
 use super::cvt;
+use super::socket::{family_name, getsockopt_int};
 
 /// `SO_DOMAIN` from `asm-generic/socket.h` (Linux 2.6.32+). Declared here
 /// because libc 0.2 exports it for Android and not for Linux.
@@ -104,38 +105,21 @@ pub fn fstat(fd: RawFd) -> io::Result<FileStat> {
     })
 }
 
-/// `getsockopt(fd, level, name)` for the many options whose value is one C
-/// `int`. `what` is the option's name for the error message.
-fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value is a writable int and len says so; the kernel writes at
-    // most len bytes and updates len.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    cvt(ret, "getsockopt", format_args!("fd {fd}, {what}"))?;
-    crate::narrate!("getsockopt({fd}, {what}) = 0 [{value}]");
-    Ok(value)
-}
-
 /// `getsockopt(SOL_SOCKET, SO_DOMAIN)`: the address family the socket was
 /// created with (`libc::AF_INET`, `AF_INET6`, `AF_UNIX`, ...).
 pub fn socket_domain(fd: RawFd) -> io::Result<libc::c_int> {
-    getsockopt_int(fd, libc::SOL_SOCKET, SO_DOMAIN, "SOL_SOCKET, SO_DOMAIN")
+    let domain = getsockopt_int(fd, libc::SOL_SOCKET, SO_DOMAIN, "SOL_SOCKET, SO_DOMAIN")?;
+    crate::narrate!("getsockopt({fd}, SOL_SOCKET, SO_DOMAIN) = 0 [{}]", family_name(domain));
+    Ok(domain)
 }
 
 /// `getsockopt(SOL_SOCKET, SO_TYPE)`: `libc::SOCK_STREAM`, `SOCK_DGRAM`, ...
 /// (without the `SOCK_NONBLOCK`/`SOCK_CLOEXEC` creation flags, which are fd
 /// flags, not socket types).
 pub fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
-    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE, "SOL_SOCKET, SO_TYPE")
+    let kind = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE, "SOL_SOCKET, SO_TYPE")?;
+    crate::narrate!("getsockopt({fd}, SOL_SOCKET, SO_TYPE) = 0 [{kind}]");
+    Ok(kind)
 }
 
 /// `getsockopt(SOL_SOCKET, SO_RCVBUF)`: the receive buffer limit in bytes.
@@ -143,12 +127,14 @@ pub fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
 /// bookkeeping (`socket(7)`), and autotunes it for TCP unless it was set.
 pub fn recv_buffer_size(fd: RawFd) -> io::Result<usize> {
     let n = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, "SOL_SOCKET, SO_RCVBUF")?;
+    crate::narrate!("getsockopt({fd}, SOL_SOCKET, SO_RCVBUF) = 0 [{n} bytes]");
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// `getsockopt(SOL_SOCKET, SO_SNDBUF)`: the send buffer limit in bytes.
 pub fn send_buffer_size(fd: RawFd) -> io::Result<usize> {
     let n = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, "SOL_SOCKET, SO_SNDBUF")?;
+    crate::narrate!("getsockopt({fd}, SOL_SOCKET, SO_SNDBUF) = 0 [{n} bytes]");
     Ok(usize::try_from(n).unwrap_or(0))
 }
 

@@ -161,24 +161,34 @@ pub fn connect(fd: RawFd, addr: &RawAddr) -> io::Result<ConnectStatus> {
 /// handshake finished (ESTABLISHED) and anything else is why it failed
 /// (`ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`).
 pub fn take_error(fd: RawFd) -> io::Result<i32> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value is a writable c_int and len says so.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    cvt(ret, "getsockopt", format_args!("fd {fd}, SO_ERROR"))?;
+    let value = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR, "SOL_SOCKET, SO_ERROR")?;
     if value == 0 {
         crate::narrate!("getsockopt({fd}, SO_ERROR) = 0 → ESTABLISHED");
     } else {
         crate::narrate!("getsockopt({fd}, SO_ERROR) = {}", errno_name(value));
     }
+    Ok(value)
+}
+
+/// `getsockopt(fd, level, name)` for the many options whose value is one C
+/// `int` (`SO_ERROR`, `SO_TYPE`, `SO_RCVBUF`, `TCP_NODELAY`, ...). `what`
+/// names the option in the error. It does not narrate: each caller says
+/// what its value means (an errno, a family, a byte count, on/off).
+pub(crate) fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value is a writable c_int and len says so; the kernel writes
+    // at most len bytes and updates len.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    cvt(ret, "getsockopt", format_args!("fd {fd}, {what}"))?;
     Ok(value)
 }
 
@@ -300,20 +310,12 @@ pub fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
 
 /// Read `TCP_NODELAY` back.
 pub fn nodelay(fd: RawFd) -> io::Result<bool> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value is a writable c_int and len says so.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    cvt(ret, "getsockopt", format_args!("fd {fd}, TCP_NODELAY"))?;
-    Ok(value != 0)
+    let on = getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, "IPPROTO_TCP, TCP_NODELAY")? != 0;
+    crate::narrate!(
+        "getsockopt({fd}, IPPROTO_TCP, TCP_NODELAY) = 0 [{}]",
+        if on { "on" } else { "off" }
+    );
+    Ok(on)
 }
 
 /// `setsockopt(SO_REUSEADDR)`: let a listener bind a port that still has

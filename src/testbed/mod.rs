@@ -13,15 +13,28 @@
 //!   `pg_ctl`) with one login per authentication method.
 //! - [`certs`]: a CA and a server certificate made per run, for a cluster
 //!   with TLS on.
+//! - [`pgbouncer`]: a throwaway PgBouncer in front of that cluster, in
+//!   session or transaction pooling mode.
+//! - [`footguns`]: the four ways session state breaks behind transaction
+//!   pooling, as scenarios that make each happen (and connlab's guard).
+//! - [`haproxy`]: a throwaway HAProxy load balancer in front of
+//!   [`backend`]s (connlab's own echo or HTTP server, killable), TCP or
+//!   HTTP mode.
 //! - [`choose`](mod@choose): the rule an example follows to find its server.
 //!
 //! The binaries are the distribution's (Debian packages installed by
 //! `scripts/setup`), the same software a production deployment runs.
 
+pub mod backend;
 pub mod certs;
 pub mod choose;
+pub mod footguns;
+pub mod haproxy;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 
 pub use choose::choose;
+pub use haproxy::HaProxy;
+pub use pgbouncer::PgBouncer;
 pub use postgres::Cluster;

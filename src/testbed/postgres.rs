@@ -342,10 +342,20 @@ impl Cluster {
              INSERT INTO users VALUES (42, 'Alice');\n\
              GRANT SELECT ON users TO PUBLIC;\n",
         );
+        self.psql(&sql)
+            .map(drop)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating the test logins and table: {e}")))
+    }
+
+    /// Run `sql` with `psql` as the superuser over the Unix socket and
+    /// return its unaligned, tuples-only output (`-At`): one line per row,
+    /// columns separated by `|`. For fixtures and for reading what a test
+    /// needs from the catalogue, not for anything measured.
+    pub fn psql(&self, sql: &str) -> io::Result<String> {
         let psql = self.bin.join("psql");
         let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
         let output = Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.root)
             .args([
                 "-p",
@@ -355,7 +365,7 @@ impl Cluster {
                 "-d",
                 DATABASE,
                 "-c",
-                &sql,
+                sql,
             ])
             .env("PGPASSWORD", SCRAM.password.unwrap_or_default())
             .stdin(Stdio::null())
@@ -363,11 +373,11 @@ impl Cluster {
             .map_err(|e| io::Error::new(e.kind(), format!("running {}: {e}", psql.display())))?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
-                "creating the test logins and table with psql failed: {}",
+                "psql failed: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
     }
 }
 

@@ -51,6 +51,42 @@ pub fn unprivileged_user(names: &[&str]) -> io::Result<Option<Account>> {
     )))
 }
 
+/// Find an engine's binary: `$env_var` (a path to the program), then
+/// `$PATH`, then `/usr/sbin` (Debian puts daemons there, and a non-root
+/// `PATH` often lacks it). The error names the installer script.
+pub fn find_program(name: &str, env_var: &str) -> io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{env_var}={} is not a file", path.display()),
+        ));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{name} not found on $PATH or in /usr/sbin. Install it with `scripts/install-{name}` \
+                     (or `apt-get install {name}`), or point {env_var} at the program."
+                ),
+            )
+        })
+}
+
+/// Can we open a TCP connection to `127.0.0.1:port`? The readiness test for
+/// engines that write no "ready" file: listening is what ready means.
+pub fn accepts(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(200)).is_ok()
+}
+
 /// `/tmp/connlab-ENGINE-PID-N`. Unix sockets may live there, so the path
 /// must stay short (`sun_path` holds 108 bytes).
 pub fn temp_dir_path(engine: &str) -> PathBuf {
@@ -243,6 +279,123 @@ impl Watchdog {
         // Ignored: it may already be gone, which is all we want.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A throwaway server that needs no setup step: write its configuration
+/// into a fresh temp dir, start it in the foreground on a free port, wait
+/// until that port accepts, and on drop kill it and remove the directory
+/// (the [`Watchdog`] does the same if we never get to drop). PgBouncer and
+/// HAProxy run this way; PostgreSQL needs `initdb` first and has its own.
+pub struct Daemon {
+    name: &'static str,
+    root: PathBuf,
+    port: u16,
+    child: Child,
+    watchdog: Option<Watchdog>,
+}
+
+/// What a [`Daemon`] is: its name, program, the account it runs as, the
+/// signal that stops it, and how to write its configuration for a port.
+pub struct DaemonSpec<'a> {
+    /// Short name, used for the temp dir and the log file (`pgbouncer`).
+    pub name: &'static str,
+    /// The program to run.
+    pub program: &'a Path,
+    /// `Some` when we are root and the program must not be.
+    pub run_as: Option<Account>,
+    /// The signal name the watchdog sends (`TERM`, `INT`, `USR1`).
+    pub stop_signal: &'static str,
+}
+
+impl Daemon {
+    /// Start it. `configure(root, port)` writes the config files into
+    /// `root` and returns the command-line arguments.
+    pub fn start(
+        spec: DaemonSpec<'_>,
+        mut configure: impl FnMut(&Path, u16) -> io::Result<Vec<std::ffi::OsString>>,
+    ) -> io::Result<Daemon> {
+        let root = temp_dir_path(spec.name);
+        let mut watchdog = Watchdog::spawn(&root, spec.run_as)?;
+        let log_path = root.join(format!("{}.log", spec.name));
+        let started = make_temp_dir(&root, spec.run_as).and_then(|()| {
+            on_free_port(|port| {
+                let args = configure(&root, port)?;
+                let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+                give_to(&log_path, spec.run_as)?;
+                let mut child = command(spec.program, spec.run_as)
+                    .args(&args)
+                    .current_dir(&root)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| io::Error::new(e.kind(), format!("running {}: {e}", spec.program.display())))?;
+                watchdog.server(child.id(), spec.stop_signal)?;
+                let ready = wait_until_ready(
+                    spec.name,
+                    &mut child,
+                    &log_path,
+                    DAEMON_READY,
+                    Duration::from_millis(10),
+                    || accepts(port),
+                );
+                ready.map(|()| child)
+            })
+        });
+        match started {
+            Ok((child, port)) => Ok(Daemon {
+                name: spec.name,
+                root,
+                port,
+                child,
+                watchdog: Some(watchdog),
+            }),
+            Err(e) => {
+                watchdog.dismiss();
+                // Ignored: the start error is the one worth reporting.
+                let _ = fs::remove_dir_all(&root);
+                Err(e)
+            }
+        }
+    }
+
+    /// The TCP port on 127.0.0.1 it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its private directory (configuration, log, Unix sockets).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The end of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.root.join(format!("{}.log", self.name)))
+    }
+}
+
+/// How long a daemon may take to listen.
+const DAEMON_READY: Duration = Duration::from_secs(15);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.dismiss();
+        }
+        // SIGKILL: the data is throwaway and nothing needs a clean exit.
+        // Ignored results: it may have exited already.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Err(e) = fs::remove_dir_all(&self.root) {
+            eprintln!("connlab: removing {}: {e}", self.root.display());
+        }
     }
 }
 

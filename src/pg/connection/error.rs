@@ -42,6 +42,10 @@ pub enum Error {
     /// In a pipeline: this statement never ran, because an earlier one in
     /// the same batch failed and the server skipped ahead to Sync.
     Skipped,
+    /// Refused before sending: the statement would leave state in the
+    /// server session, and the connection is configured for a
+    /// transaction-pooling proxy ([`Config::transaction_pooling`](crate::pg::Config::transaction_pooling)).
+    SessionState(super::session_state::SessionState),
     /// A request's rows went past a configured limit
     /// ([`Config::max_result_bytes`](crate::pg::config::Config::max_result_bytes)
     /// or [`max_result_rows`](crate::pg::config::Config::max_result_rows)).
@@ -91,9 +95,12 @@ impl Error {
             | Error::Auth(_)
             | Error::Tls(_)
             | Error::ResultTooLarge { .. } => true,
-            Error::Encode(_) | Error::Config(_) | Error::Skipped | Error::Unsupported(_) | Error::Conversion { .. } => {
-                false
-            }
+            Error::Encode(_)
+            | Error::Config(_)
+            | Error::Skipped
+            | Error::Unsupported(_)
+            | Error::Conversion { .. }
+            | Error::SessionState(_) => false,
         }
     }
 
@@ -130,6 +137,7 @@ impl fmt::Display for Error {
                 "the result is larger than {limit} ({max}); the connection was closed without reading the rest"
             ),
             Error::Skipped => f.write_str("not executed: an earlier statement in the pipeline failed"),
+            Error::SessionState(refused) => write!(f, "{refused}"),
             Error::Unsupported(what) => write!(f, "not supported by this call: {what}"),
             Error::Conversion { column, reason } => write!(f, "column {column} {reason}"),
         }

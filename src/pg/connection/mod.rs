@@ -51,6 +51,7 @@ mod cache;
 mod copy;
 mod error;
 mod rows;
+pub mod session_state;
 pub mod tap;
 mod transport;
 pub mod types;
@@ -194,10 +195,15 @@ pub struct Statement {
     name: Arc<str>,
     params: Vec<Oid>,
     columns: Arc<[Column]>,
+    /// Under transaction pooling the statement is unnamed and this is its
+    /// text, parsed again in front of each execution (same batch, same
+    /// transaction, so the same server connection).
+    reparse: Option<Arc<str>>,
 }
 
 impl Statement {
-    /// The server-side name (`s1`, `s2`, ...).
+    /// The server-side name (`s1`, `s2`, ...; empty for the unnamed
+    /// statement used under transaction pooling).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -267,6 +273,8 @@ struct Session {
     listening: bool,
     timings: ConnectTimings,
     next_statement: u64,
+    /// [`Config::transaction_pooling`]: keep no state in the server session.
+    transaction_pooling: bool,
     /// For the [`CancelToken`]s this connection hands out.
     connect_timeout: Option<Duration>,
 }
@@ -435,9 +443,16 @@ impl Connection {
                 listening: false,
                 timings: ConnectTimings::default(),
                 next_statement: 0,
+                transaction_pooling: config.transaction_pooling,
                 connect_timeout: config.connect_timeout,
             },
-            cache: StatementCache::new(config.statement_cache_size),
+            // Behind a transaction pooler a cached name would live on a
+            // server connection the next transaction may not get.
+            cache: StatementCache::new(if config.transaction_pooling {
+                0
+            } else {
+                config.statement_cache_size
+            }),
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
@@ -659,6 +674,7 @@ impl Connection {
     /// statement; the first error stops the rest (the server runs the
     /// string as one implicit transaction).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, Error> {
+        self.refuse_session_state(sql)?;
         self.wire.begin()?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
@@ -755,6 +771,11 @@ impl Connection {
     /// a batch, send it in one write, sort the answers. Also says whether a
     /// cached statement turned out stale.
     async fn run_batch(&mut self, items: &[Item<'_>]) -> Result<(Vec<Result<Rows, Error>>, bool), Error> {
+        for item in items {
+            if let Item::Sql(sql, _) = item {
+                self.refuse_session_state(sql)?;
+            }
+        }
         self.wire.begin()?;
         let plan = self.plan(items)?;
         // Statements evicted from the cache are closed at the end of this
@@ -786,7 +807,15 @@ impl Connection {
         let mut plan: Vec<Planned> = Vec::with_capacity(items.len());
         for item in items {
             let planned = match *item {
-                Item::Prepared(st, _) => Planned::known(st.name.clone(), st.columns.clone(), false),
+                Item::Prepared(st, _) => {
+                    if let Some(sql) = &st.reparse {
+                        // Unnamed under transaction pooling: parsed again
+                        // here, in the same batch as its execution.
+                        frontend::parse(&mut self.out, "", sql, &st.params)?;
+                        crate::narrate!("→ Parse \"\" {:?} (unnamed: transaction pooling)", Short(sql));
+                    }
+                    Planned::known(st.name.clone(), st.columns.clone(), false)
+                }
                 Item::Sql(sql, params) => self.plan_sql(sql, params, &plan)?,
             };
             bind(&mut self.out, &planned.name, item.params())?;
@@ -863,10 +892,20 @@ impl Connection {
     /// types and result columns), Sync. Reuse it with
     /// [`query_prepared`](Self::query_prepared) to skip parsing and
     /// planning on every call.
+    ///
+    /// Under [`Config::transaction_pooling`] the statement is the unnamed
+    /// one: this Parse only learns the types and columns, and each
+    /// execution sends the Parse again in its own batch, because a name
+    /// would live on a server connection the next transaction may not get.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
+        self.refuse_session_state(sql)?;
         self.wire.begin()?;
-        self.session.next_statement += 1;
-        let name: Arc<str> = Arc::from(format!("s{}", self.session.next_statement));
+        let (name, reparse): (Arc<str>, _) = if self.session.transaction_pooling {
+            (Arc::from(""), Some(Arc::from(sql)))
+        } else {
+            self.session.next_statement += 1;
+            (Arc::from(format!("s{}", self.session.next_statement)), None)
+        };
         frontend::parse(&mut self.out, &name, sql, &[])?;
         frontend::describe(&mut self.out, Target::Statement, &name)?;
         frontend::sync(&mut self.out);
@@ -887,7 +926,12 @@ impl Connection {
             .await?;
         match failure {
             Some(db) => Err(db.into()),
-            None => Ok(Statement { name, params, columns }),
+            None => Ok(Statement {
+                name,
+                params,
+                columns,
+                reparse,
+            }),
         }
     }
 
@@ -903,6 +947,10 @@ impl Connection {
 
     /// Free a prepared statement on the server (Close, Sync).
     pub async fn close_statement(&mut self, statement: Statement) -> Result<(), Error> {
+        if statement.reparse.is_some() {
+            // Unnamed: nothing of it is kept on the server.
+            return Ok(());
+        }
         self.wire.begin()?;
         frontend::close(&mut self.out, Target::Statement, &statement.name)?;
         frontend::sync(&mut self.out);
@@ -936,6 +984,26 @@ impl Connection {
     /// How many statements the statement cache holds parsed on the server.
     pub fn cached_statements(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Whether this connection keeps no state in the server session
+    /// ([`Config::transaction_pooling`]); the statement cache is then off.
+    pub fn transaction_pooling(&self) -> bool {
+        self.session.transaction_pooling
+    }
+
+    /// Under [`Config::transaction_pooling`], refuse a statement that would
+    /// leave state in the session (see [`session_state`]) before sending it.
+    fn refuse_session_state(&self, sql: &str) -> Result<(), Error> {
+        match self
+            .session
+            .transaction_pooling
+            .then(|| session_state::find(sql))
+            .flatten()
+        {
+            Some(refused) => Err(Error::SessionState(refused)),
+            None => Ok(()),
+        }
     }
 
     /// The transaction state from the last ReadyForQuery: idle, in a
