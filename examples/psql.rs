@@ -139,12 +139,7 @@ fn print_connection(conn: &Connection, backend: Backend, query_time: Duration) {
     println!("  transaction     {:?}", conn.transaction_status());
     println!("  poller          {}", backend.name());
     match conn.tls() {
-        Some(tls) => println!(
-            "  TLS             {} {} (server certificate {} bytes)",
-            tls.protocol,
-            tls.cipher_suite,
-            tls.server_certificate.len()
-        ),
+        Some(tls) => println!("  TLS             {tls}"),
         None => println!("  TLS             none (sslmode=require to insist)"),
     }
     println!("timings");

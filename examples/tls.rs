@@ -139,12 +139,7 @@ fn run(args: Args) -> Result<(), String> {
 /// What the session agreed on.
 fn describe(name: &str, conn: &Connection) {
     match conn.tls() {
-        Some(tls) => println!(
-            "sslmode={name}: {} {}, server certificate {} bytes",
-            tls.protocol,
-            tls.cipher_suite,
-            tls.server_certificate.len()
-        ),
+        Some(tls) => println!("sslmode={name}: {tls}"),
         None => println!("sslmode={name}: plaintext"),
     }
 }

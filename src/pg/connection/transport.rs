@@ -93,6 +93,19 @@ pub struct TlsInfo {
     pub handshake: Duration,
 }
 
+impl std::fmt::Display for TlsInfo {
+    /// `TLSv1_3 TLS13_AES_256_GCM_SHA384, server certificate 462 bytes`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}, server certificate {} bytes",
+            self.protocol,
+            self.cipher_suite,
+            self.server_certificate.len()
+        )
+    }
+}
+
 impl Transport {
     pub(super) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
