@@ -8,8 +8,54 @@ mod http_support;
 use std::time::{Duration, Instant};
 
 use connlab::http::Limits;
-use http_support::{assert_closed, backends, connect, get, read_reply, send, TestServer};
+use connlab::http::Server;
+use connlab::net::{ListenerKind, ReactorThreads};
+use connlab::poller::Backend;
+use connlab::reactor::Config;
+use http_support::{assert_closed, backends, connect, get, handler, read_reply, send, TestServer};
 use proptest::prelude::*;
+
+#[test]
+fn two_reactor_threads_share_the_connections_and_each_serves_its_own() {
+    for kind in [ListenerKind::ReusePort, ListenerKind::Exclusive, ListenerKind::Shared] {
+        let servers = ReactorThreads::start(
+            Config::new(Backend::Epoll),
+            "127.0.0.1:0".parse().unwrap(),
+            1024,
+            2,
+            kind,
+            "http",
+            |listener, stop| Server::new(listener, Limits::default()).serve(handler, stop.wait()),
+        )
+        .unwrap();
+        // 32 connections: with SO_REUSEPORT the kernel's hash sends all of
+        // them to one thread with probability 2^-31; the shared kinds give
+        // each to whichever thread wakes, so only the totals are checked.
+        let mut conns: Vec<_> = (0..32).map(|_| connect(servers.local_addr())).collect();
+        for round in 0..3 {
+            for conn in &mut conns {
+                send(conn, &get("/threads"));
+                let reply = read_reply(conn).unwrap();
+                assert_eq!(reply.status, 200, "{kind}");
+                assert!(
+                    reply.text().contains(&format!("served_before={round}")),
+                    "{kind}: {}",
+                    reply.text()
+                );
+            }
+        }
+        drop(conns);
+        servers.stopper().trigger();
+        let stats = servers.join().unwrap();
+        assert_eq!(stats.len(), 2);
+        let accepted: u64 = stats.iter().map(|s| s.accepted).sum();
+        let requests: u64 = stats.iter().map(|s| s.requests).sum();
+        assert_eq!((accepted, requests), (32, 96), "{kind}: {stats:?}");
+        if kind == ListenerKind::ReusePort {
+            assert!(stats.iter().all(|s| s.accepted > 0), "{kind}: {stats:?}");
+        }
+    }
+}
 
 #[test]
 fn keep_alive_serves_many_requests_on_one_connection() {

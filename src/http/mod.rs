@@ -44,4 +44,4 @@ mod server;
 pub use limits::{Limits, HEADER_SLOTS};
 pub use request::{parse_head, Head, Header, Refusal, Version};
 pub use response::{http_date, Response, Status, Timing};
-pub use server::{Arrival, ConnInfo, Exchange, Request, Server, ServerStats, StatsHandle, READ_SCRATCH_BYTES};
+pub use server::{Arrival, ConnInfo, Exchange, Request, Server, ServerStats, StatsHandle};

@@ -30,13 +30,22 @@
 //!
 //! # Memory per idle connection
 //!
-//! An idle connection owns no buffer: reads go into one 16 KiB scratch
-//! buffer per thread (the reactor is single-threaded, so one is enough),
-//! and only bytes of an unfinished request are copied into the
-//! connection's own `Vec`, which is released when a request has been
-//! taken out of it and nothing is left. The alternative, a buffer per
-//! connection allocated at accept (what the echo server does today), costs
-//! its full size for every idle connection.
+//! An idle connection owns no buffer: reads go into the reactor thread's
+//! scratch buffer ([`reactor::with_scratch`], 64 KiB, one per thread: the
+//! reactor is single-threaded, so one is enough), and only bytes of an
+//! unfinished request are copied into the connection's own `Vec`, which is
+//! released when a request has been taken out of it and nothing is left;
+//! the same for encoded responses the kernel has not taken yet. The
+//! alternative, a buffer per connection allocated at accept, costs its
+//! full size for every idle connection.
+//!
+//! The connection's task is as large as its largest state, and every open
+//! connection pays that size. So the states an idle connection never
+//! reaches are boxed while they last: the handler's future (whose size
+//! is the application's: a pool wait, a query, JSON) is allocated per
+//! request instead of reserved in every task; that is one allocation next
+//! to a request's several, and it keeps an idle connection's task to a few
+//! hundred bytes ([`ServerStats::task_bytes`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -55,14 +64,6 @@ use super::request::{parse_head, Head, Refusal, Version};
 use super::response::{encode, Framing, Response, Status, Timing};
 use crate::net::{TcpListener, TcpStream};
 use crate::reactor;
-
-/// Bytes one `read` may fill: the per-thread scratch buffer's size. A
-/// browser's request head fits in one read with room to spare.
-pub const READ_SCRATCH_BYTES: usize = 16 * 1024;
-
-thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SCRATCH_BYTES].into_boxed_slice());
-}
 
 /// The connection a request came on, as the server saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,10 @@ pub struct ServerStats {
     pub write_timeouts: u64,
     /// Connections that ended in an I/O error (a reset, mostly).
     pub io_errors: u64,
+    /// `size_of_val` of one connection's task (the future spawned for it,
+    /// which the reactor boxes): what every open connection holds, idle
+    /// or not, besides its socket's records. 0 before the first accept.
+    pub task_bytes: usize,
 }
 
 #[derive(Default)]
@@ -173,6 +178,7 @@ struct Counters {
     idle_closed: Cell<u64>,
     write_timeouts: Cell<u64>,
     io_errors: Cell<u64>,
+    task_bytes: Cell<usize>,
 }
 
 fn bump(cell: &Cell<u64>) {
@@ -200,6 +206,7 @@ impl StatsHandle {
             idle_closed: c.idle_closed.get(),
             write_timeouts: c.write_timeouts.get(),
             io_errors: c.io_errors.get(),
+            task_bytes: c.task_bytes.get(),
         }
     }
 }
@@ -307,8 +314,13 @@ impl Server {
                 continue;
             }
             next_id += 1;
-            if let Some(conn) = Connection::new(stream, peer, next_id, shared.clone()) {
-                reactor::spawn(conn.run());
+            if let Some(mut conn) = Connection::new(stream, peer, next_id, shared.clone()) {
+                // The connection is captured once and only borrowed inside:
+                // an `async fn run(self)` would keep it twice in the task
+                // (the argument, and the local its body moves it into).
+                let task = async move { conn.serve().await };
+                shared.counters.task_bytes.set(std::mem::size_of_val(&task));
+                reactor::spawn(task);
             }
         }
         drop(listener);
@@ -422,7 +434,7 @@ where
         })
     }
 
-    async fn run(mut self) {
+    async fn serve(&mut self) {
         crate::narrate!(
             "http: connection {} from {} (fd {})",
             self.info.id,
@@ -442,47 +454,26 @@ where
     async fn serve_requests(&mut self) -> io::Result<()> {
         // ANCHOR: serve_requests
         loop {
-            let (head, body, arrival) = match self.next_request().await? {
-                Next::Request(head, body, arrival) => (head, body, arrival),
-                Next::Refuse(refusal) => {
-                    crate::narrate!("http: connection {}: refused, {refusal}", self.info.id);
-                    let response = Response::text(refusal.status, format!("{}\n", refusal.reason));
-                    self.push_response(&response, Version::Http11, true, false, &[], None);
-                    return self.flush().await;
+            // The request is moved into a boxed `answer` before any await,
+            // so no copy of it stays in this task while the handler runs.
+            let closing = {
+                let answering = match self.next_request().await? {
+                    // Boxed: inline, the handler's future (its size is the
+                    // application's: a pool wait, a query, JSON) would make
+                    // every connection's task as large as it, idle or not
+                    // (module docs, "Memory per idle connection").
+                    Next::Request(head, body, arrival) => Some(Box::pin(self.answer(head, body, arrival))),
+                    Next::Refuse(refusal) => {
+                        self.refuse(refusal);
+                        None
+                    }
+                    Next::Done => None,
+                };
+                match answering {
+                    Some(answer) => answer.await,
+                    None => true,
                 }
-                Next::Done => return self.flush().await,
             };
-            let (version, head_only) = (head.version, head.method == "HEAD");
-            let label = self
-                .shared
-                .on_exchange
-                .is_some()
-                .then(|| (head.method.clone(), head.target.clone()));
-            let client_keeps = head.keep_alive;
-            let request = Request {
-                head,
-                body,
-                conn: self.info,
-                arrival,
-            };
-            let started = Instant::now();
-            // The handler's future is kept inline in this task, so every
-            // connection's task is as large as it, idle or not. Boxing it
-            // would shrink idle connections by that size at the price of an
-            // allocation and a copy per request; the peer comparison ran
-            // faster inline, so inline it is (docs/click.md, "Memory").
-            let response = (self.shared.handler)(request).await;
-            let app = started.elapsed();
-            bump(&self.shared.counters.requests);
-            let closing = !client_keeps || response.close || self.shared.shutdown.get();
-            let server_timings = [
-                timing("read", arrival.read),
-                timing("parse", arrival.parse),
-                timing("app", app),
-            ];
-            let exchange = label.map(|(method, target)| (method, target, arrival, app));
-            self.push_response(&response, version, closing, head_only, &server_timings, exchange);
-            self.info.served_before += 1;
             if closing {
                 return self.flush().await;
             }
@@ -491,6 +482,47 @@ where
             }
         }
         // ANCHOR_END: serve_requests
+    }
+
+    /// Encode the answer to a request framing refused.
+    fn refuse(&mut self, refusal: Refusal) {
+        crate::narrate!("http: connection {}: refused, {refusal}", self.info.id);
+        let response = Response::text(refusal.status, format!("{}\n", refusal.reason));
+        self.push_response(&response, Version::Http11, true, false, &[], None);
+    }
+
+    /// Run the handler on one request and encode its response into `out`;
+    /// whether the connection closes after it. Nothing of the request is
+    /// left once this returns, so none of it is kept while the task waits
+    /// on a flush or on the next request.
+    async fn answer(&mut self, head: Head, body: Vec<u8>, arrival: Arrival) -> bool {
+        let (version, head_only) = (head.version, head.method == "HEAD");
+        let label = self
+            .shared
+            .on_exchange
+            .is_some()
+            .then(|| (head.method.clone(), head.target.clone()));
+        let client_keeps = head.keep_alive;
+        let request = Request {
+            head,
+            body,
+            conn: self.info,
+            arrival,
+        };
+        let started = Instant::now();
+        let response = (self.shared.handler)(request).await;
+        let app = started.elapsed();
+        bump(&self.shared.counters.requests);
+        let closing = !client_keeps || response.close || self.shared.shutdown.get();
+        let server_timings = [
+            timing("read", arrival.read),
+            timing("parse", arrival.parse),
+            timing("app", app),
+        ];
+        let exchange = label.map(|(method, target)| (method, target, arrival, app));
+        self.push_response(&response, version, closing, head_only, &server_timings, exchange);
+        self.info.served_before += 1;
+        closing
     }
 
     fn push_response(
@@ -627,8 +659,7 @@ where
                 }
                 shared.idle_wakers.borrow_mut().insert(id, cx.waker().clone());
             }
-            let read = SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
+            let read = reactor::with_scratch(|scratch| {
                 let want = room.min(scratch.len());
                 match stream.poll_read(cx, &mut scratch[..want]) {
                     Poll::Ready(Ok(0)) => Poll::Ready(Ok(Read::Eof)),

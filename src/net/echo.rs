@@ -53,23 +53,23 @@
 //! # More than one core
 //!
 //! [`EchoThreads`] runs one reactor per thread, each with its own poller,
-//! fed by one of three [`ListenerKind`]s; `docs/c10k.md` measures them.
+//! fed by one of three [`ListenerKind`]s (the machinery is
+//! [`super::ReactorThreads`], which the HTTP server shares); `docs/c10k.md`
+//! measures them.
 
 use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{ready, Poll, Waker};
-use std::thread;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
+use super::threads::ReactorThreads;
+pub use super::threads::{ListenerKind, Stop};
 use super::{TcpListener, TcpStream};
 use crate::reactor::{self, Config, JoinHandle};
 
@@ -425,141 +425,12 @@ async fn flush(stream: &TcpStream, unsent: &mut Vec<u8>, shared: &Shared) -> Res
 }
 // ANCHOR_END: echo_loop
 
-/// How [`EchoThreads`] feeds connections to its reactor threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    /// One listening socket per thread on the same port (`SO_REUSEPORT`):
-    /// the kernel hashes each connection's 4-tuple to one accept queue. No
-    /// shared state, no herd; but the hash, not the load, picks the
-    /// thread, and a connection queued on a busy thread waits for it.
-    ReusePort,
-    /// One listening socket, in every thread's epoll with `EPOLLEXCLUSIVE`:
-    /// the kernel wakes one waiting thread per connection (sometimes more).
-    /// One queue, so an idle thread takes the next connection. epoll only.
-    Exclusive,
-    /// One listening socket in every thread's poller, no flag: every
-    /// connection wakes every waiting thread, one wins the `accept4`, the
-    /// others find `EAGAIN` (the thundering herd, counted in
-    /// [`EchoReport::futile_wakeups`]).
-    Shared,
-}
-
-impl ListenerKind {
-    /// Its command-line name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ListenerKind::ReusePort => "reuseport",
-            ListenerKind::Exclusive => "exclusive",
-            ListenerKind::Shared => "shared",
-        }
-    }
-}
-
-impl fmt::Display for ListenerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ListenerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ListenerKind, String> {
-        match s {
-            "reuseport" => Ok(ListenerKind::ReusePort),
-            "exclusive" => Ok(ListenerKind::Exclusive),
-            "shared" => Ok(ListenerKind::Shared),
-            other => Err(format!(
-                "unknown listener {other:?}: expected reuseport, exclusive or shared"
-            )),
-        }
-    }
-}
-
-/// A stop signal any thread can give and every reactor thread can await.
-///
-/// A `Mutex` and not a channel: one bit and a few wakers, set once.
-#[derive(Clone, Default)]
-pub struct Stop {
-    inner: Arc<StopInner>,
-}
-
-#[derive(Default)]
-struct StopInner {
-    stopped: AtomicBool,
-    wakers: Mutex<Vec<Option<Waker>>>,
-}
-
-impl Stop {
-    /// A signal not yet given.
-    pub fn new() -> Stop {
-        Stop::default()
-    }
-
-    /// Give it: every [`Stop::wait`] completes.
-    pub fn trigger(&self) {
-        self.inner.stopped.store(true, Ordering::SeqCst);
-        let wakers = match self.inner.wakers.lock() {
-            Ok(mut wakers) => std::mem::take(&mut *wakers),
-            // A waiter panicked while holding the lock; the wakers are still valid.
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        wakers.into_iter().flatten().for_each(Waker::wake);
-    }
-
-    /// Has it been given?
-    pub fn is_triggered(&self) -> bool {
-        self.inner.stopped.load(Ordering::SeqCst)
-    }
-
-    /// Completes once [`Stop::trigger`] has been called (from any thread).
-    pub fn wait(&self) -> impl Future<Output = ()> + 'static {
-        let inner = self.inner.clone();
-        let mut slot = None;
-        poll_fn(move |cx| {
-            if inner.stopped.load(Ordering::SeqCst) {
-                return Poll::Ready(());
-            }
-            let mut wakers = inner.wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let index = *slot.get_or_insert_with(|| {
-                wakers.push(None);
-                wakers.len() - 1
-            });
-            if let Some(place) = wakers.get_mut(index) {
-                *place = Some(cx.waker().clone());
-            }
-            drop(wakers);
-            // Checked again after storing the waker: a trigger in between
-            // would otherwise be missed.
-            if inner.stopped.load(Ordering::SeqCst) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    }
-}
-
-impl fmt::Debug for Stop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stop").field("triggered", &self.is_triggered()).finish()
-    }
-}
-
 /// The echo server on `threads` threads, each running its own reactor
 /// (its own poller, its own scratch buffer, its own connections; nothing
-/// shared but the listening socket, if [`ListenerKind`] shares it).
-///
-/// Why threads that share nothing rather than one reactor handing work to
-/// a pool: a connection then lives and dies on one core, its task and its
-/// socket's records stay in that core's cache, and no lock sits on the
-/// path of a byte. Redis (`io-threads` aside) and nginx (one worker process
-/// per core) make the same choice; tokio's multi-threaded runtime instead
-/// lets idle threads steal tasks, which balances load at the price of
-/// moving connections between cores.
+/// shared but the listening socket, if [`ListenerKind`] shares it): a
+/// [`ReactorThreads`] whose every thread runs [`serve`].
 pub struct EchoThreads {
-    addr: SocketAddr,
-    stop: Stop,
-    threads: Vec<thread::JoinHandle<io::Result<EchoReport>>>,
+    threads: ReactorThreads<EchoReport>,
 }
 
 impl EchoThreads {
@@ -576,114 +447,32 @@ impl EchoThreads {
         kind: ListenerKind,
         options: EchoOptions,
     ) -> io::Result<EchoThreads> {
-        let threads = threads.max(1);
-        let exclusive_ok = config.backend == crate::poller::Backend::Epoll
-            && config.mode.unwrap_or(Config::default_mode(config.backend)) == crate::poller::Mode::Edge;
-        if kind == ListenerKind::Exclusive && !exclusive_ok {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "--listener exclusive needs epoll in edge mode (EPOLLEXCLUSIVE), not {} in {:?} mode",
-                    config.backend,
-                    config.mode.unwrap_or(Config::default_mode(config.backend))
-                ),
-            ));
-        }
-        let (fds, addr) = listening_fds(addr, backlog, threads, kind)?;
-        let stop = Stop::new();
-        let mut handles = Vec::with_capacity(threads);
-        for (index, fd) in fds.into_iter().enumerate() {
-            let thread_stop = stop.clone();
-            let spawned = thread::Builder::new().name(format!("echo-{index}")).spawn(move || {
-                let listener = match kind {
-                    ListenerKind::Exclusive => TcpListener::from_fd_exclusive(fd),
-                    ListenerKind::ReusePort | ListenerKind::Shared => TcpListener::from_fd(fd),
-                };
-                let result = config
-                    .block_on(serve(listener, options, thread_stop.wait()))
-                    .and_then(|r| r);
-                if result.is_err() {
-                    thread_stop.trigger();
-                }
-                result
-            });
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                Err(e) => {
-                    stop.trigger();
-                    return Err(io::Error::new(e.kind(), format!("spawning echo thread {index}: {e}")));
-                }
-            }
-        }
-        Ok(EchoThreads {
-            addr,
-            stop,
-            threads: handles,
-        })
+        let threads = ReactorThreads::start(config, addr, backlog, threads, kind, "echo", move |listener, stop| {
+            serve(listener, options, stop.wait())
+        })?;
+        Ok(EchoThreads { threads })
     }
 
     /// The address every thread serves.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.threads.local_addr()
     }
 
     /// The signal that stops every thread; [`Stop::trigger`] it from anywhere.
     pub fn stopper(&self) -> Stop {
-        self.stop.clone()
+        self.threads.stopper()
     }
 
     /// Wait for every thread to finish (after [`Stop::trigger`], or once
     /// each has served `max_conns`), and return their reports in thread
     /// order; the first error if any thread failed.
     pub fn join(self) -> io::Result<Vec<EchoReport>> {
-        let mut reports = Vec::with_capacity(self.threads.len());
-        let mut first_error = None;
-        for handle in self.threads {
-            match handle.join() {
-                Ok(Ok(report)) => reports.push(report),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(io::Error::other("an echo thread panicked"));
-                }
-            }
-        }
-        match first_error {
-            None => Ok(reports),
-            Some(e) => Err(e),
-        }
+        self.threads.join()
     }
 }
 
 impl fmt::Debug for EchoThreads {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EchoThreads")
-            .field("addr", &self.addr)
-            .field("threads", &self.threads.len())
-            .finish()
+        f.debug_struct("EchoThreads").field("threads", &self.threads).finish()
     }
-}
-
-/// One listening fd per thread: separate `SO_REUSEPORT` sockets on one
-/// port, or duplicates (`dup`) of one socket.
-fn listening_fds(
-    addr: SocketAddr,
-    backlog: i32,
-    threads: usize,
-    kind: ListenerKind,
-) -> io::Result<(Vec<OwnedFd>, SocketAddr)> {
-    let reuseport = kind == ListenerKind::ReusePort;
-    let first = TcpListener::listen_fd(addr, backlog, reuseport)?;
-    let bound = super::conn::inet(crate::sys::addr::getsockname(first.as_raw_fd())?)?;
-    let mut fds = vec![first];
-    for _ in 1..threads {
-        let fd = if reuseport {
-            TcpListener::listen_fd(bound, backlog, true)?
-        } else {
-            fds[0].try_clone()?
-        };
-        fds.push(fd);
-    }
-    Ok((fds, bound))
 }

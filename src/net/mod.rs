@@ -23,8 +23,10 @@ pub mod delay;
 pub mod echo;
 mod stream;
 mod tcp;
+mod threads;
 mod unix;
 
 pub use stream::Stream;
 pub use tcp::{TcpListener, TcpStream};
+pub use threads::{ListenerKind, ReactorThreads, Stop};
 pub use unix::{UnixListener, UnixStream};

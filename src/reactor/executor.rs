@@ -168,6 +168,12 @@ impl Reactor {
             waiter: None,
         }));
         let done = join.clone();
+        // Boxed on its own, so the wrapper below holds a pointer to it:
+        // an async block that moves a captured future into a local (the
+        // `pin!` below) keeps it twice, the capture and the local, which
+        // would double every task's size. One more allocation per spawn,
+        // none per poll.
+        let future = Box::pin(future);
         let reactor = Rc::downgrade(self);
         let wrapped = async move {
             // ANCHOR: catch_task_panic
