@@ -513,6 +513,36 @@ async fn stop4_query(args: &Args, pool: &Pool<PgManager>) -> Result<(), String> 
         .get(0)
         .map_err(|e| format!("decoding the name: {e}"))?;
     println!("The row: name = {name:?}");
+
+    // The second path: the connection's statement cache now holds the SQL.
+    conn.start_wire_tap(false);
+    let t = Instant::now();
+    conn.query(QUERY, &[&USER_ID])
+        .await
+        .map_err(|e| format!("{QUERY} again: {e}"))?;
+    let again = t.elapsed();
+    let records = conn.take_wire_tap();
+    let names = |dir: Direction| {
+        records
+            .iter()
+            .filter(|r| r.direction == dir)
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+    };
+    let sent_again: usize = records
+        .iter()
+        .filter(|r| r.direction == Direction::Sent)
+        .map(|r| r.len)
+        .sum();
+    println!(
+        "The same query again on this connection: its statement cache ({} statement(s)) already holds the parsed\n\
+         statement, so only → {} go out ({sent_again} B instead of {sent} B) and ← {} come back, in {}.\n\
+         (statement_cache_size=0 in the URL turns the cache off: every query then sends Parse again.)",
+        conn.cached_statements(),
+        names(Direction::Sent).join(" → "),
+        names(Direction::Received).join(" ← "),
+        show(again)
+    );
     println!(
         "Transaction status at release (from ReadyForQuery): {:?}: nothing to roll back, so the slot goes straight back.",
         conn.transaction_status()

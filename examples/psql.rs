@@ -138,10 +138,18 @@ fn print_connection(conn: &Connection, backend: Backend, query_time: Duration) {
     println!("  server version  {}", conn.parameter("server_version").unwrap_or("?"));
     println!("  transaction     {:?}", conn.transaction_status());
     println!("  poller          {}", backend.name());
+    match conn.tls() {
+        Some(tls) => println!("  TLS             {tls}"),
+        None => println!("  TLS             none (sslmode=require to insist)"),
+    }
     println!("timings");
     println!(
         "  connect         {}   (socket, connect, EINPROGRESS, writable: handshake + reactor wake-up)",
         common::show(timings.connect)
+    );
+    println!(
+        "  SSLRequest+TLS  {}   (the one-byte answer, and the TLS handshake if it was 'S')",
+        common::show(timings.tls)
     );
     println!(
         "  startup + auth  {}   (StartupMessage .. ReadyForQuery: backend fork and start-up, SCRAM)",

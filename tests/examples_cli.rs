@@ -166,6 +166,8 @@ fn bad_values_are_refused_with_exit_2_never_a_panic() {
         ("echo_server", &["--mode", "sideways"]),
         ("time_wait", &["--n"]),
         ("psql", &["--frobnicate", "SELECT 1"]),
+        ("tls", &["--rounds", "0"]),
+        ("tls", &["--rounds", "many"]),
         ("pool_burst", &["--max", "0"]),
         ("pool_burst", &["--work-ms", "18446744073709551615"]),
     ] {

@@ -156,6 +156,24 @@ fn waiters_are_served_in_fifo_order_and_newcomers_do_not_barge() {
     });
 }
 
+/// Regression: `Instant::now() + max_lifetime` panicked for a lifetime
+/// meant as "never" (`Duration::MAX`); the deadline now saturates.
+#[test]
+fn a_huge_max_lifetime_means_never_not_a_panic() {
+    on_every_backend(|backend| async move {
+        let server = TestServer::start().expect("test server");
+        let config = Config {
+            max_lifetime: Some(Duration::MAX),
+            ..quick(1)
+        };
+        let pool = Pool::new(TcpManager::new(server.addr), config);
+        let mut conn = pool.acquire().await.expect("acquire");
+        conn.ping().await.expect("ping");
+        drop(conn);
+        assert_eq!(pool.stats().created, 1, "{backend:?}");
+    });
+}
+
 #[test]
 fn sequential_acquires_reuse_one_connection() {
     on_every_backend(|backend| async move {

@@ -29,10 +29,12 @@
 //! Spec: the PostgreSQL manual, "Connection Strings" and "Parameter Key
 //! Words" in the libpq chapter, and "Environment Variables"
 //! (<https://www.postgresql.org/docs/current/libpq-connect.html>).
+//! TLS: `sslmode`, `sslrootcert` and `channel_binding` (and `PGSSLMODE`,
+//! `PGSSLROOTCERT`, `PGCHANNELBINDING`), gathered in [`TlsConfig`]; what
+//! each mode checks is in [`crate::pg::tls`].
+//!
 //! Simplifications: one host only (libpq accepts a comma-separated list to
-//! try in turn), no `key=value` strings, no TLS (`sslmode` may only be
-//! `disable`, `allow` or `prefer`, all of which libpq also lets run in
-//! clear).
+//! try in turn), no `key=value` strings, no client certificates.
 
 use std::error::Error;
 use std::fmt;
@@ -44,6 +46,7 @@ use std::time::Duration;
 use crate::pg::auth::scram::{DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS};
 pub use crate::pg::auth::RequireAuth;
 use crate::pg::protocol::backend::DEFAULT_MAX_MESSAGE_LEN;
+pub use crate::pg::tls::{ChannelBinding, SslMode, TlsConfig};
 
 /// The port PostgreSQL listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -180,6 +183,9 @@ pub struct Config {
     pub max_result_bytes: Option<usize>,
     /// The most rows one request may buffer, likewise. Default: no limit.
     pub max_result_rows: Option<u64>,
+    /// `sslmode`, `sslrootcert`, `channel_binding` (default: `prefer`,
+    /// none, `prefer`, as libpq).
+    pub tls: TlsConfig,
 }
 
 /// The longest message a server may send before authentication is over:
@@ -284,6 +290,9 @@ struct Parts {
     keepalives_interval: Option<String>,
     keepalives_count: Option<String>,
     require_auth: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    channel_binding: Option<String>,
 }
 
 impl Config {
@@ -333,7 +342,17 @@ impl Config {
             Some(text) => RequireAuth::parse(&text).map_err(err)?,
             None => RequireAuth::any(),
         };
+        let tls = TlsConfig {
+            mode: pick(parts.sslmode, "PGSSLMODE")
+                .map_or(Ok(SslMode::default()), |t| SslMode::parse(&t).map_err(err))?,
+            root_cert: pick(parts.sslrootcert, "PGSSLROOTCERT").map(PathBuf::from),
+            channel_binding: pick(parts.channel_binding, "PGCHANNELBINDING")
+                .map_or(Ok(ChannelBinding::default()), |t| {
+                    ChannelBinding::parse(&t).map_err(err)
+                })?,
+        };
         Ok(Config {
+            tls,
             host,
             port,
             user,
@@ -471,8 +490,9 @@ fn parse_url(url: &str) -> Result<Parts, ConfigError> {
             "keepalives_interval" => parts.keepalives_interval = Some(value),
             "keepalives_count" => parts.keepalives_count = Some(value),
             "require_auth" => parts.require_auth = Some(value),
-            "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
-            "sslmode" => return Err(err(format!("sslmode={value}: connlab does not speak TLS (yet)"))),
+            "sslmode" => parts.sslmode = Some(value),
+            "sslrootcert" => parts.sslrootcert = Some(value),
+            "channel_binding" => parts.channel_binding = Some(value),
             other => return Err(err(format!("unknown query parameter {other:?}"))),
         }
     }
@@ -571,6 +591,20 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_from_the_url_then_the_environment() {
+        let c = parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&channel_binding=require").unwrap();
+        assert_eq!(c.tls.mode, SslMode::VerifyFull);
+        assert_eq!(c.tls.root_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.tls.channel_binding, ChannelBinding::Require);
+        assert_eq!(parse("postgres://u@h/db").unwrap().tls, TlsConfig::default());
+        let env = |name: &str| (name == "PGSSLMODE").then(|| "require".to_string());
+        let c = Config::from_url_with_env("postgres://u@h/db", &env).unwrap();
+        assert_eq!(c.tls.mode, SslMode::Require);
+        let c = Config::from_url_with_env("postgres://u@h/db?sslmode=disable", &env).unwrap();
+        assert_eq!(c.tls.mode, SslMode::Disable, "the URL wins over PGSSLMODE");
+    }
+
+    #[test]
     fn unix_socket_dir_as_query_or_encoded_host() {
         let a = parse("postgres://u@/db?host=/tmp/pg&port=5433").unwrap();
         let b = parse("postgresql://u@%2Ftmp%2Fpg:5433/db").unwrap();
@@ -637,7 +671,8 @@ mod tests {
             ("mysql://u@h/db", "postgres://"),
             ("postgres://u@h:99999/db", "port"),
             ("postgres://u@h:0/db", "port"),
-            ("postgres://u@h/db?sslmode=require", "TLS"),
+            ("postgres://u@h/db?sslmode=on", "verify-full"),
+            ("postgres://u@h/db?channel_binding=yes", "channel_binding"),
             ("postgres://u@h/db?colour=blue", "unknown"),
             ("postgres://u@h/db?novalue", "no '='"),
             ("postgres://u%zz@h/db", "percent"),

@@ -5,7 +5,8 @@
 //! - [`Connection`]: the protocol run over a `net` stream on the reactor
 //!   (module [`connection`]).
 //!
-//! Plus [`config`] (URLs and `PG*` variables). The throwaway local server
+//! Plus [`config`] (URLs and `PG*` variables) and [`tls`] (`sslmode` and
+//! the certificate checks each mode makes). The throwaway local server
 //! the tests and examples talk to is not part of the client: it lives in
 //! [`crate::testbed`]. `docs/client.md` follows one query through all of
 //! them.
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod protocol;
+pub mod tls;
 
 pub use config::Config;
 pub use connection::{Connection, Error, FromSql, Notification, Row, RowIndex, Rows, ToSql, Transaction, Value};

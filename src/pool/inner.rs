@@ -164,7 +164,9 @@ impl<M: Manager> Shared<M> {
         st.next_conn_id += 1;
         let retire_at = self.config.max_lifetime.map(|life| {
             let jitter = life.mul_f64(MAX_LIFETIME_JITTER * st.unit_random());
-            Instant::now() + life - jitter
+            // Saturating: a configured lifetime of `Duration::MAX` means
+            // "never", not a panic in `Instant + Duration`.
+            crate::poller::deadline_after(life - jitter)
         });
         crate::narrate!(
             "pool: opened connection #{id} ({} of {})",

@@ -11,6 +11,8 @@
 //!   that cleans up even after `SIGKILL`.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (`initdb`, `postgres`,
 //!   `pg_ctl`) with one login per authentication method.
+//! - [`certs`]: a CA and a server certificate made per run, for a cluster
+//!   with TLS on.
 //! - [`pgbouncer`]: a throwaway PgBouncer in front of that cluster, in
 //!   session or transaction pooling mode.
 //! - [`footguns`]: the four ways session state breaks behind transaction
@@ -24,6 +26,7 @@
 //! `scripts/setup`), the same software a production deployment runs.
 
 pub mod backend;
+pub mod certs;
 pub mod choose;
 pub mod footguns;
 pub mod haproxy;

@@ -155,6 +155,23 @@ impl Cluster {
 
     /// Create and start a new cluster of our own.
     pub fn start() -> io::Result<Cluster> {
+        Cluster::start_with(false)
+    }
+
+    /// [`start`](Self::start), with TLS on: a CA and a server certificate
+    /// are made for the run ([`certs`](super::certs)) and `postgresql.conf`
+    /// gets `ssl = on`, `ssl_cert_file`, `ssl_key_file`. Clients that
+    /// verify the server use [`tls_ca`](Self::tls_ca) as `sslrootcert`.
+    pub fn start_with_tls() -> io::Result<Cluster> {
+        Cluster::start_with(true)
+    }
+
+    /// The CA that signed this cluster's certificate, when it runs with TLS.
+    pub fn tls_ca(&self) -> Option<PathBuf> {
+        Some(self.root.join(TLS_DIR).join("ca.crt")).filter(|ca| ca.exists())
+    }
+
+    fn start_with(tls: bool) -> io::Result<Cluster> {
         let bin = find_bin_dir()?;
         let run_as = process::unprivileged_user(&["postgres", "nobody"])?;
         let root = process::temp_dir_path("pg");
@@ -163,6 +180,7 @@ impl Cluster {
         let mut watchdog = Watchdog::spawn(&root, run_as)?;
         let init = process::make_temp_dir(&root, run_as)
             .and_then(|()| init_data_dir(&bin, &root, run_as, &mut watchdog))
+            .and_then(|()| if tls { enable_tls(&root, run_as) } else { Ok(()) })
             .and_then(|()| process::on_free_port(|port| start_server(&bin, &root, port, run_as, &mut watchdog)));
         let (server, port) = match init {
             Ok(started) => started,
@@ -474,6 +492,28 @@ fn init_data_dir(bin: &Path, root: &Path, run_as: Option<Account>, watchdog: &mu
     }
     hba.push_str("local all all scram-sha-256\nhost  all all 127.0.0.1/32 scram-sha-256\n");
     fs::write(data.join("pg_hba.conf"), hba)
+}
+
+/// Where a TLS cluster keeps its certificates, under the temp dir.
+const TLS_DIR: &str = "tls";
+
+/// Make the run's certificates and turn TLS on in `postgresql.conf` (so a
+/// [`Cluster::restart`] keeps it). The key must be mode 0600 and owned by
+/// the server's account, or the server refuses to start.
+fn enable_tls(root: &Path, run_as: Option<Account>) -> io::Result<()> {
+    let dir = root.join(TLS_DIR);
+    fs::create_dir(&dir)?;
+    process::give_to(&dir, run_as)?;
+    let files = super::certs::server_certificate(&dir, run_as)?;
+    let conf = root.join("data").join("postgresql.conf");
+    let mut settings = fs::OpenOptions::new().append(true).open(&conf)?;
+    use std::io::Write;
+    writeln!(
+        settings,
+        "\n# TLS, with certificates made for this run (connlab's testbed)\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+        files.cert.display(),
+        files.key.display()
+    )
 }
 
 /// Start `postgres` and wait until `postmaster.pid` says `ready`.

@@ -105,9 +105,25 @@ pub fn data_row(field: &[u8]) -> Vec<u8> {
     message(b'D', &body)
 }
 
+/// The SSLRequest's body: its code, `1234 << 16 | 5679`.
+pub const SSL_REQUEST: [u8; 4] = 80877103i32.to_be_bytes();
+
 /// Read one frontend message (tag + length + body) and return its tag (0
 /// for the untagged StartupMessage) and body; `None` on EOF or error.
+/// An SSLRequest (the client's default `sslmode=prefer` sends one first)
+/// is answered `N`, as a server without TLS does, and the StartupMessage
+/// behind it returned.
 pub fn read_message(sock: &mut TcpStream, tagged: bool) -> Option<(u8, Vec<u8>)> {
+    let message = read_one(sock, tagged)?;
+    if !tagged && message.1 == SSL_REQUEST {
+        sock.write_all(b"N").ok()?;
+        return read_one(sock, tagged);
+    }
+    Some(message)
+}
+
+/// [`read_message`] without the SSLRequest answer: whatever comes first.
+pub fn read_one(sock: &mut TcpStream, tagged: bool) -> Option<(u8, Vec<u8>)> {
     let mut head = vec![0u8; if tagged { 5 } else { 4 }];
     sock.read_exact(&mut head).ok()?;
     let len = i32::from_be_bytes(head[head.len() - 4..].try_into().unwrap());

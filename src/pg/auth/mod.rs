@@ -24,11 +24,15 @@ use md5::{Digest, Md5};
 use super::protocol::backend::Authentication;
 use super::protocol::{frontend, EncodeError};
 
+pub mod channel_binding;
 mod require;
 pub mod scram;
 
 pub use require::{AuthMethod, RequireAuth};
+use scram::Binding;
 pub use scram::ScramSha256;
+
+use crate::pg::tls::ChannelBinding;
 
 /// Authentication that cannot proceed. (A password the server rejects is not one of these: the server
 /// says so with an ErrorResponse, SQLSTATE `28P01`.)
@@ -71,6 +75,8 @@ pub enum AuthError {
     Random(String),
     /// The answer could not be encoded (a password with a NUL byte).
     Encode(EncodeError),
+    /// `channel_binding=require`, and the login would not be bound to TLS (the reason is given).
+    ChannelBindingRequired(&'static str),
 }
 
 impl fmt::Display for AuthError {
@@ -121,6 +127,9 @@ impl fmt::Display for AuthError {
             }
             AuthError::Random(e) => write!(f, "getrandom failed for the SCRAM nonce: {e}"),
             AuthError::Encode(e) => e.fmt(f),
+            AuthError::ChannelBindingRequired(why) => {
+                write!(f, "channel_binding=require, but {why}")
+            }
         }
     }
 }
@@ -142,7 +151,8 @@ impl From<AuthError> for io::Error {
             AuthError::NonceMismatch
             | AuthError::BadServerSignature
             | AuthError::ServerError(_)
-            | AuthError::MethodRefused { .. } => io::ErrorKind::PermissionDenied,
+            | AuthError::MethodRefused { .. }
+            | AuthError::ChannelBindingRequired(_) => io::ErrorKind::PermissionDenied,
             AuthError::Unexpected(_) | AuthError::Malformed(_) | AuthError::IterationsOutOfRange { .. } => {
                 io::ErrorKind::InvalidData
             }
@@ -181,10 +191,11 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Pick the SASL mechanism: `SCRAM-SHA-256` if offered, else an error listing what was.
+/// Pick the SASL mechanism when the connection is not bound to TLS: `SCRAM-SHA-256` if offered,
+/// else an error listing what was.
 ///
 /// `SCRAM-SHA-256-PLUS` is skipped even when preferred by the server: it binds the exchange to a TLS
-/// channel and we have none.
+/// channel and we have none (with TLS, [`Authenticator::channel_binding`] decides instead).
 pub fn choose_mechanism<'a>(offered: impl IntoIterator<Item = &'a str>) -> Result<&'static str, AuthError> {
     let mut seen = Vec::new();
     for m in offered {
@@ -237,6 +248,11 @@ pub struct Authenticator {
     phase: Phase,
     require: RequireAuth,
     iterations: RangeInclusive<u32>,
+    binding_policy: ChannelBinding,
+    /// The TLS server certificate (DER), when the connection is TLS.
+    server_certificate: Option<Vec<u8>>,
+    /// The SCRAM exchange in progress or done is bound to TLS.
+    bound: bool,
 }
 
 impl fmt::Debug for Authenticator {
@@ -259,7 +275,26 @@ impl Authenticator {
             phase: Phase::Start,
             require: RequireAuth::any(),
             iterations: scram::DEFAULT_MIN_ITERATIONS..=scram::DEFAULT_MAX_ITERATIONS,
+            binding_policy: ChannelBinding::Prefer,
+            server_certificate: None,
+            bound: false,
         }
+    }
+
+    /// Channel binding: the `channel_binding` policy, and the server's TLS certificate (DER) when
+    /// the connection is TLS (`None` in plaintext). With a certificate and a server that offers
+    /// `SCRAM-SHA-256-PLUS`, SCRAM binds itself to the TLS session unless the policy is `Disable`;
+    /// under `Require`, anything else is refused (plaintext, no `-PLUS` offered, a method that is
+    /// not SCRAM at all).
+    pub fn channel_binding(mut self, policy: ChannelBinding, server_certificate: Option<Vec<u8>>) -> Authenticator {
+        self.binding_policy = policy;
+        self.server_certificate = server_certificate;
+        self
+    }
+
+    /// Is the SCRAM exchange bound to the TLS session (`SCRAM-SHA-256-PLUS`)?
+    pub fn is_bound(&self) -> bool {
+        self.bound
     }
 
     /// Let the server use only the methods `require` allows (by default, any).
@@ -282,6 +317,7 @@ impl Authenticator {
 
     /// Answer one Authentication message, appending the reply (if any) to `out`.
     pub fn respond(&mut self, request: &Authentication<'_>, out: &mut Vec<u8>) -> Result<AuthStep, AuthError> {
+        self.check_binding(request)?;
         match request {
             Authentication::Ok => {
                 // A server that skips SCRAM's last step would skip proving it knows the password:
@@ -323,9 +359,13 @@ impl Authenticator {
             Authentication::Sasl(mechanisms) => {
                 self.check_allowed(AuthMethod::ScramSha256)?;
                 self.expect_start("SASL")?;
-                let mechanism = choose_mechanism(mechanisms.iter())?;
+                let (mechanism, binding) = self.choose_binding(&mechanisms.iter().collect::<Vec<_>>())?;
                 let password = self.password.as_deref().ok_or(AuthError::PasswordRequired(mechanism))?;
-                let scram = ScramSha256::new(password)?.accept_iterations(self.iterations.clone());
+                self.bound = matches!(binding, Binding::TlsServerEndPoint(_));
+                self.method = Some(mechanism);
+                let scram = ScramSha256::new(password)?
+                    .accept_iterations(self.iterations.clone())
+                    .with_binding(binding);
                 frontend::sasl_initial_response(out, mechanism, scram.client_first())?;
                 self.phase = Phase::Scram(Box::new(scram));
                 Ok(AuthStep::Send)
@@ -356,6 +396,45 @@ impl Authenticator {
                 Err(AuthError::UnsupportedMethod(request.method_name()))
             }
             Authentication::KerberosV5 => Err(AuthError::UnsupportedMethod(request.method_name())),
+        }
+    }
+
+    /// Under `channel_binding=require`, refuse any request but SCRAM's, and an AuthenticationOk
+    /// that does not end a bound exchange: a server (or middleman) that says "trust" or asks for a
+    /// password would otherwise skip the binding altogether (libpq refuses the same way).
+    fn check_binding(&self, request: &Authentication<'_>) -> Result<(), AuthError> {
+        if self.binding_policy != ChannelBinding::Require {
+            return Ok(());
+        }
+        match request {
+            Authentication::Sasl(_) | Authentication::SaslContinue(_) | Authentication::SaslFinal(_) => Ok(()),
+            Authentication::Ok if self.bound => Ok(()),
+            Authentication::Ok => Err(AuthError::ChannelBindingRequired(
+                "the server let us in without a SCRAM-SHA-256-PLUS exchange",
+            )),
+            _ => Err(AuthError::ChannelBindingRequired(
+                "the server asks for a method other than SCRAM, which cannot bind to TLS",
+            )),
+        }
+    }
+
+    /// The SASL mechanism and the GS2 binding: `-PLUS` when we have TLS, the policy allows it and
+    /// the server offers it; otherwise plain SCRAM saying `y` (we could have, with TLS) or `n`.
+    fn choose_binding(&self, offered: &[&str]) -> Result<(&'static str, Binding), AuthError> {
+        let usable = self.binding_policy != ChannelBinding::Disable;
+        match &self.server_certificate {
+            Some(cert) if usable && offered.contains(&scram::SCRAM_SHA_256_PLUS) => Ok((
+                scram::SCRAM_SHA_256_PLUS,
+                Binding::TlsServerEndPoint(channel_binding::tls_server_end_point(cert)?),
+            )),
+            _ if self.binding_policy == ChannelBinding::Require => {
+                Err(AuthError::ChannelBindingRequired(match self.server_certificate {
+                    None => "the connection is not TLS (see sslmode)",
+                    Some(_) => "the server does not offer SCRAM-SHA-256-PLUS",
+                }))
+            }
+            Some(_) if usable => Ok((choose_mechanism(offered.iter().copied())?, Binding::NotOffered)),
+            _ => Ok((choose_mechanism(offered.iter().copied())?, Binding::None)),
         }
     }
 

@@ -18,8 +18,12 @@
 //! so a fake server that merely accepts us is caught. That second check is the one a careless client
 //! skips; here it is [`ScramSha256::server_final`], and it compares in constant time.
 //!
-//! Channel binding (`SCRAM-SHA-256-PLUS`) ties the exchange to a TLS session; connlab has no TLS yet,
-//! so the GS2 header is `n,,` ("client does not support channel binding").
+//! Channel binding (`SCRAM-SHA-256-PLUS`, RFC 5802 §6) ties the exchange to the TLS session: the
+//! GS2 header becomes `p=tls-server-end-point,,` and client-final's `c=` carries, besides the header,
+//! a hash of the server's certificate ([`Binding`], computed in `channel_binding.rs`). Without TLS
+//! the header is `n,,` ("client does not support channel binding"); with TLS but a server that did
+//! not offer the `-PLUS` mechanism it is `y,,` ("I could have, you did not offer"), which lets a
+//! server that *did* offer it detect a middleman who stripped it from the list.
 
 use std::ops::RangeInclusive;
 
@@ -33,13 +37,43 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The mechanism's name in AuthenticationSASL and SASLInitialResponse.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
-/// The channel-binding variant, which needs TLS; offered by servers with SSL, refused by us.
+/// The channel-binding variant, which needs TLS; offered by servers with SSL on.
 pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// GS2 header: `n` = no channel binding, and no authorization identity. RFC 5802 §7.
 pub const GS2_HEADER: &str = "n,,";
-/// The GS2 header, base64-encoded, as it is echoed in client-final's `c=` attribute.
-const GS2_HEADER_BASE64: &str = "biws";
+
+/// The channel-binding flag of the GS2 header, and the binding data that goes with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// `n,,`: this client does not do channel binding (no TLS, or `channel_binding=disable`).
+    #[default]
+    None,
+    /// `y,,`: this client could bind, but the server did not offer `SCRAM-SHA-256-PLUS`.
+    NotOffered,
+    /// `p=tls-server-end-point,,` and the hash of the server's certificate (RFC 5929 §4).
+    TlsServerEndPoint(Vec<u8>),
+}
+
+impl Binding {
+    /// The GS2 header this binding starts client-first with.
+    pub fn gs2_header(&self) -> &'static str {
+        match self {
+            Binding::None => GS2_HEADER,
+            Binding::NotOffered => "y,,",
+            Binding::TlsServerEndPoint(_) => "p=tls-server-end-point,,",
+        }
+    }
+
+    /// client-final's `c=`: base64 of the GS2 header and the binding data (`biws` for `n,,`).
+    fn c_attribute(&self) -> String {
+        let mut input = self.gs2_header().as_bytes().to_vec();
+        if let Binding::TlsServerEndPoint(data) = self {
+            input.extend_from_slice(data);
+        }
+        Base64::encode_string(&input)
+    }
+}
 
 /// Random bytes in our nonce: 18 bytes is 144 bits, 24 characters of base64 (libpq uses the same).
 pub const NONCE_BYTES: usize = 18;
@@ -89,8 +123,10 @@ pub struct ScramSha256 {
     client_nonce: String,
     /// `n=<user>,r=<nonce>`: part of the AuthMessage both proofs sign.
     client_first_bare: String,
-    /// `n,,` + client_first_bare.
+    /// The GS2 header + client_first_bare.
     client_first: String,
+    /// What the GS2 header said, and the TLS binding data if any.
+    binding: Binding,
     /// The PBKDF2 iteration counts we agree to run.
     iterations: RangeInclusive<u32>,
     state: State,
@@ -136,6 +172,7 @@ impl ScramSha256 {
             client_nonce: nonce.to_owned(),
             client_first_bare,
             client_first,
+            binding: Binding::None,
             iterations: DEFAULT_MIN_ITERATIONS..=DEFAULT_MAX_ITERATIONS,
             state: State::ClientFirstSent,
         }
@@ -145,6 +182,14 @@ impl ScramSha256 {
     /// [`DEFAULT_MIN_ITERATIONS`]`..=`[`DEFAULT_MAX_ITERATIONS`]; see there for why each end).
     pub fn accept_iterations(mut self, range: RangeInclusive<u32>) -> ScramSha256 {
         self.iterations = range;
+        self
+    }
+
+    /// Bind the exchange to TLS (or say why not): sets the GS2 header of
+    /// [`client_first`](Self::client_first) and the `c=` of client-final. Call it before sending.
+    pub fn with_binding(mut self, binding: Binding) -> ScramSha256 {
+        self.client_first = format!("{}{}", binding.gs2_header(), self.client_first_bare);
+        self.binding = binding;
         self
     }
 
@@ -221,7 +266,7 @@ impl ScramSha256 {
         let client_key = hmac(&salted_password, b"Client Key");
         let stored_key: [u8; KEY_LEN] = Sha256::digest(client_key).into();
         // AuthMessage := client-first-bare "," server-first "," client-final-without-proof
-        let client_final_without_proof = format!("c={GS2_HEADER_BASE64},r={nonce}");
+        let client_final_without_proof = format!("c={},r={nonce}", self.binding.c_attribute());
         let auth_message = format!("{},{server_first},{client_final_without_proof}", self.client_first_bare);
         // ClientProof := ClientKey XOR HMAC(StoredKey, AuthMessage)
         let client_signature = hmac(&stored_key, auth_message.as_bytes());
@@ -403,6 +448,25 @@ mod tests {
         scram.server_first(SERVER_FIRST.as_bytes()).unwrap();
         let err = scram.server_final(b"e=invalid-proof").unwrap_err();
         assert!(matches!(err, AuthError::ServerError(ref e) if e == "invalid-proof"));
+    }
+
+    #[test]
+    fn unbound_c_attribute_is_the_rfcs_biws() {
+        assert_eq!(Binding::None.c_attribute(), "biws");
+        assert_eq!(Binding::NotOffered.c_attribute(), "eSws");
+    }
+
+    #[test]
+    fn tls_binding_changes_the_header_and_the_proof() {
+        let binding = Binding::TlsServerEndPoint(vec![0xab; 32]);
+        let mut bound = ScramSha256::with_nonce("user", "pencil", CLIENT_NONCE).with_binding(binding);
+        assert!(bound.client_first().starts_with(b"p=tls-server-end-point,,n=user,r="));
+        let client_final = String::from_utf8(bound.server_first(SERVER_FIRST.as_bytes()).unwrap()).unwrap();
+        let c = client_final.strip_prefix("c=").unwrap().split(',').next().unwrap();
+        let decoded = Base64::decode_vec(c).unwrap();
+        assert_eq!(&decoded[..24], b"p=tls-server-end-point,,");
+        assert_eq!(&decoded[24..], &[0xab; 32]);
+        assert_ne!(client_final, CLIENT_FINAL, "the proof signs the binding too");
     }
 
     #[test]

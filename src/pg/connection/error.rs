@@ -32,6 +32,9 @@ pub enum Error {
     Auth(AuthError),
     /// The URL or `PG*` settings are invalid.
     Config(ConfigError),
+    /// TLS could not be set up as `sslmode` asks: the server refused it,
+    /// broke the SSLRequest exchange, or failed the certificate check.
+    Tls(String),
     /// The server sent a valid message that makes no sense at this point.
     Unexpected(String),
     /// The connection broke earlier (the reason is given) or was closed.
@@ -94,6 +97,7 @@ impl Error {
             | Error::Unexpected(_)
             | Error::Closed(_)
             | Error::Auth(_)
+            | Error::Tls(_)
             | Error::ResultTooLarge { .. } => true,
             Error::Encode(_)
             | Error::Config(_)
@@ -130,6 +134,7 @@ impl fmt::Display for Error {
             Error::Encode(e) => write!(f, "{e}"),
             Error::Auth(e) => write!(f, "authentication failed: {e}"),
             Error::Config(e) => write!(f, "{e}"),
+            Error::Tls(why) => write!(f, "TLS: {why}"),
             Error::Unexpected(what) => write!(f, "protocol error: unexpected {what}"),
             Error::Closed(why) => write!(f, "connection is closed: {why}"),
             Error::ResultTooLarge { limit, max } => write!(
@@ -204,7 +209,7 @@ impl From<Error> for io::Error {
                     Error::Protocol(_) => io::ErrorKind::InvalidData,
                     Error::Encode(_) | Error::Config(_) => io::ErrorKind::InvalidInput,
                     Error::Closed(_) => io::ErrorKind::NotConnected,
-                    Error::Auth(_) => io::ErrorKind::PermissionDenied,
+                    Error::Auth(_) | Error::Tls(_) => io::ErrorKind::PermissionDenied,
                     _ => io::ErrorKind::Other,
                 };
                 io::Error::new(kind, other)

@@ -58,6 +58,7 @@ pub mod session_state;
 mod stream;
 pub mod tap;
 mod transaction;
+mod transport;
 pub mod types;
 mod wire;
 
@@ -68,6 +69,7 @@ pub use error::Error;
 pub use rows::{Column, Row, RowIndex, Rows};
 pub use stream::RowStream;
 pub use transaction::Transaction;
+pub use transport::TlsInfo;
 pub use types::{FromSql, ToSql, Value};
 use wire::{ResultLimits, Wire, READ_BUFFER};
 
@@ -99,6 +101,9 @@ const NARRATE_MAX: usize = 80;
 pub struct ConnectTimings {
     /// The TCP (or Unix) handshake: `connect(2)` until writable.
     pub connect: Duration,
+    /// SSLRequest, the server's one-byte answer and, if it said `S`, the
+    /// TLS handshake (zero with `sslmode=disable` or over a Unix socket).
+    pub tls: Duration,
     /// StartupMessage until the first ReadyForQuery: authentication (SCRAM
     /// is two round trips plus a deliberately slow PBKDF2) and settings.
     pub startup: Duration,
@@ -423,7 +428,15 @@ impl Connection {
             tcp.set_nodelay(true)?;
             set_keepalive(tcp.as_raw_fd(), &config.keepalive)?;
         }
-        let mut wire = Wire::new(stream);
+        let tls_started = Instant::now();
+        phase.set("the SSLRequest and TLS handshake");
+        let host = match &config.host {
+            Host::Tcp(name) => name.as_str(),
+            Host::Unix(_) => "",
+        };
+        let (transport, ssl_answer) = transport::negotiate(stream, host, &config.tls).await?;
+        let tls = tls_started.elapsed();
+        let mut wire = Wire::new(transport);
         // Until the server has proved who it is, no message may be big.
         wire.set_max_message_len(config.max_message_len.min(MAX_STARTUP_MESSAGE_LEN));
         let mut conn = Connection {
@@ -456,6 +469,9 @@ impl Connection {
         };
         if let Some(keep_bytes) = tap_bytes {
             conn.start_wire_tap(keep_bytes);
+            if let (Some(answer), Some(tap)) = (ssl_answer, conn.wire.tap.get_mut().as_mut()) {
+                tap.ssl_negotiation(answer);
+            }
         }
         let startup = Instant::now();
         phase.set("startup");
@@ -471,6 +487,7 @@ impl Connection {
         });
         conn.session.timings = ConnectTimings {
             connect,
+            tls,
             startup: startup.elapsed(),
         };
         Ok(conn)
@@ -506,7 +523,11 @@ impl Connection {
         let password = config.password.as_ref().map(|p| p.expose());
         let mut auth = Authenticator::new(&config.user, password)
             .require(config.require_auth)
-            .scram_iterations(config.scram_iterations.clone());
+            .scram_iterations(config.scram_iterations.clone())
+            .channel_binding(
+                config.tls.channel_binding,
+                self.wire.transport.tls_info().map(|tls| tls.server_certificate),
+            );
         loop {
             let frame = self.wire.next_frame().await?;
             let step = match self.wire.decode(frame)? {
@@ -1073,6 +1094,13 @@ impl Connection {
         self.session.timings
     }
 
+    /// The TLS session's protocol, cipher suite and server certificate, or
+    /// `None` for a plaintext connection (`sslmode=disable`, a server that
+    /// answered `N` under `prefer`, a Unix socket).
+    pub fn tls(&self) -> Option<TlsInfo> {
+        self.wire.transport.tls_info()
+    }
+
     /// `Some(reason)` once the connection can no longer be used.
     pub fn broken(&self) -> Option<String> {
         self.wire.broken.borrow().clone()
@@ -1100,19 +1128,20 @@ impl Drop for Connection {
         }
         let mut goodbye = Vec::with_capacity(5);
         frontend::terminate(&mut goodbye);
-        match crate::sys::socket::write(self.as_raw_fd(), &goodbye) {
-            Ok(n) if n == goodbye.len() => crate::narrate!("→ Terminate (on drop)"),
-            // A partial write of 5 bytes cannot happen on a socket with room
-            // for them; if it did, the server would read a cut message and
-            // log it, which is no worse than no goodbye.
-            _ => crate::narrate!("(no Terminate on drop: the socket would not take it)"),
+        // A partial write cannot happen on a socket with room for a few
+        // bytes; if it did, the server would read a cut message and log
+        // it, which is no worse than no goodbye.
+        if self.wire.transport.send_now(&goodbye) {
+            crate::narrate!("→ Terminate (on drop)");
+        } else {
+            crate::narrate!("(no Terminate on drop: the socket would not take it)");
         }
     }
 }
 
 impl AsRawFd for Connection {
     fn as_raw_fd(&self) -> RawFd {
-        self.wire.stream.as_raw_fd()
+        self.wire.transport.as_raw_fd()
     }
 }
 

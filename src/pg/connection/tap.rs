@@ -90,6 +90,28 @@ impl Tap {
         }
     }
 
+    /// Record the SSLRequest and the server's one-byte answer (`S` or
+    /// `N`), which cross the socket before the tap's connection exists and
+    /// are no framed messages. After `S` the tap records the messages
+    /// inside TLS, as plaintext; the TLS records themselves are narrated
+    /// (`CONNLAB_TRACE=1`), not tapped.
+    pub(super) fn ssl_negotiation(&mut self, answer: u8) {
+        let mut request = Vec::new();
+        frontend::ssl_request(&mut request);
+        self.sent(&request);
+        let summary = match answer {
+            b'S' => "'S': a TLS handshake follows, then everything below is encrypted",
+            _ => "'N': no TLS on this server; the conversation stays in clear",
+        };
+        self.records.push(WireRecord {
+            direction: Direction::Received,
+            name: "SSLResponse",
+            len: 1,
+            summary: Some(summary.to_string()),
+            bytes: self.keep_bytes.then(|| vec![answer]),
+        });
+    }
+
     /// Record one decoded backend message.
     pub(super) fn received(&mut self, msg: &Message<'_>, frame: &[u8]) {
         let name = match msg {

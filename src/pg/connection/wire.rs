@@ -20,10 +20,10 @@
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 
-use crate::net::Stream;
 use crate::pg::protocol::backend::{Header, Message};
 use crate::pg::protocol::{Decoder, HEADER_SIZE};
 
+use super::transport::Transport;
 use super::{tap, Error};
 
 /// The read buffer's starting size, like libpq's 16 KiB: most responses
@@ -51,7 +51,8 @@ pub(super) struct Frame {
 
 /// The socket and its buffers: bytes in and out, framing, nothing else.
 pub(super) struct Wire {
-    pub(super) stream: Stream,
+    /// The socket, in clear or under TLS (see `transport.rs`).
+    pub(super) transport: Transport,
     /// Received bytes; `rbuf[rpos..rend]` are not yet consumed. The Vec's
     /// length is its usable capacity, so `read(2)` writes straight into it.
     rbuf: Vec<u8>,
@@ -75,9 +76,9 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub(super) fn new(stream: Stream) -> Wire {
+    pub(super) fn new(transport: Transport) -> Wire {
         Wire {
-            stream,
+            transport,
             rbuf: vec![0; READ_BUFFER],
             rpos: 0,
             rend: 0,
@@ -153,7 +154,7 @@ impl Wire {
         }
         // Set before the write: a write abandoned halfway desynchronises too.
         self.in_flight.set(true);
-        let sent = self.stream.write_all(out).await;
+        let sent = self.transport.write_all(out).await;
         out.clear();
         sent.map_err(|e| self.break_with(e.into()))
     }
@@ -224,7 +225,7 @@ impl Wire {
     /// One `read(2)` (through the reactor: it waits for readability when
     /// the kernel says EAGAIN). EOF here is always mid-conversation.
     async fn fill(&mut self) -> Result<(), Error> {
-        match self.stream.read(&mut self.rbuf[self.rend..]).await {
+        match self.transport.read(&mut self.rbuf[self.rend..]).await {
             Ok(0) => {
                 let e = Error::Io(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
