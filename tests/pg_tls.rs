@@ -10,10 +10,10 @@ use std::sync::OnceLock;
 use connlab::pg::connection::{Connection, Error};
 use connlab::pg::Config;
 use connlab::testbed::{certs, Cluster};
-use support::fake_pg::{fake_server, read_one, SSL_REQUEST};
-use support::on_every_backend;
+use util::fake_pg::{fake_server, read_one, SSL_REQUEST};
+use util::on_every_backend;
 
-mod support;
+mod util;
 
 /// One TLS cluster for this test binary.
 fn tls_cluster() -> &'static Cluster {
@@ -225,7 +225,7 @@ fn bytes_after_the_ssl_answer_are_refused_before_the_handshake() {
                 assert_eq!(body, SSL_REQUEST);
                 // 'S', then a forged AuthenticationOk.
                 sock.write_all(b"SR\0\0\0\x08\0\0\0\0").unwrap();
-                let _ = support::fake_pg::read_to_eof(&mut sock);
+                let _ = util::fake_pg::read_to_eof(&mut sock);
             });
             let err = Connection::connect_url(&format!("{url}?sslmode={mode}"))
                 .await
