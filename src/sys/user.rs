@@ -47,10 +47,10 @@ pub fn getpwnam(name: &str) -> io::Result<Option<Account>> {
     loop {
         let mut record = MaybeUninit::<libc::passwd>::uninit();
         let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: c_name is NUL-terminated; record, buf (with its true length)
-        // and found are valid for writes for the duration of the call. The
-        // strings the C library writes point into buf, which outlives the
+        // The strings the C library writes point into buf, which outlives the
         // reads of uid/gid below (the only fields we use).
+        // SAFETY: c_name is NUL-terminated; record, buf (with its true length)
+        // and found are valid for writes for the duration of the call.
         let ret = unsafe {
             libc::getpwnam_r(
                 c_name.as_ptr(),
