@@ -45,14 +45,14 @@ impl Connection {
     /// Dropping the [`CopyIn`] without either leaves the server waiting for
     /// data; the connection then reports itself broken rather than guess.
     pub async fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>, Error> {
-        self.start_copy(sql, "CopyInResponse").await?;
+        self.start_copy(sql, Way::In).await?;
         Ok(CopyIn { conn: self })
     }
 
     /// Start `COPY ... TO STDOUT`: send the statement and wait for the
     /// server's CopyOutResponse. Read the stream with [`CopyOut::read`].
     pub async fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>, Error> {
-        self.start_copy(sql, "CopyOutResponse").await?;
+        self.start_copy(sql, Way::Out).await?;
         Ok(CopyOut { conn: self, rows: None })
     }
 
@@ -60,7 +60,7 @@ impl Connection {
     /// fails (a syntax error, a missing table) answers ErrorResponse and
     /// ReadyForQuery instead: that error is returned and the connection
     /// stays usable.
-    async fn start_copy(&mut self, sql: &str, expect: &'static str) -> Result<(), Error> {
+    async fn start_copy(&mut self, sql: &str, way: Way) -> Result<(), Error> {
         self.begin().await?;
         frontend::query(&mut self.out, sql)?;
         crate::narrate!("→ Query {:?}", Short(sql));
@@ -70,8 +70,8 @@ impl Connection {
             let msg = self.wire.decode(frame)?;
             match self.session.asynchronous(msg) {
                 None => {}
-                Some(Message::CopyInResponse(_)) if expect == "CopyInResponse" => return Ok(()),
-                Some(Message::CopyOutResponse(_)) if expect == "CopyOutResponse" => return Ok(()),
+                Some(Message::CopyInResponse(_)) if way == Way::In => return Ok(()),
+                Some(Message::CopyOutResponse(_)) if way == Way::Out => return Ok(()),
                 Some(Message::ErrorResponse(db)) => {
                     if super::error::is_fatal_severity(&db) {
                         return Err(self.wire.break_with(db.into()));
@@ -81,12 +81,25 @@ impl Connection {
                     return Err(db.into());
                 }
                 Some(other) => {
-                    let when = format!("while waiting for {expect}");
+                    let expected = match way {
+                        Way::In => "CopyInResponse",
+                        Way::Out => "CopyOutResponse",
+                    };
+                    let when = format!("while waiting for {expected}");
                     return Err(self.wire.break_with(unexpected(&when, &other)));
                 }
             }
         }
     }
+}
+
+/// Which way a COPY streams, and so which response starts it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// `FROM STDIN`: CopyInResponse.
+    In,
+    /// `TO STDOUT`: CopyOutResponse.
+    Out,
 }
 
 /// A `COPY ... FROM STDIN` in progress. See [`Connection::copy_in`].
